@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI routers, problem details, the Lambda entry, the OpenAPI catalogue."""

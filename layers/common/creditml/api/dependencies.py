@@ -1,0 +1,96 @@
+"""Wiring: services built lazily from settings, cached per container, and the FastAPI
+dependencies that hand them to routes.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from creditml.auth.roles import Role, role_satisfies
+from creditml.auth.service import AuthService
+from creditml.auth.tokens import AccessClaims, TokenSigner
+from creditml.errors import Forbidden, NotAuthenticated
+from creditml.settings import get_settings, reset_settings
+from creditml.storage.ledger import AccountRepository
+from creditml.storage.secrets import SigningKeyStore
+from creditml.storage.sessions import SessionRepository
+from creditml.storage.users import UserRepository
+
+
+@cache
+def signing_keys() -> SigningKeyStore:
+    settings = get_settings()
+    return SigningKeyStore(settings.jwt_secret_id, settings.jwt_secret_max_age_seconds)
+
+
+@lru_cache(maxsize=2)
+def _signer_for(key: bytes) -> TokenSigner:
+    settings = get_settings()
+    return TokenSigner(
+        key,
+        issuer=settings.jwt_issuer,
+        access_ttl=settings.access_token_ttl_seconds,
+        refresh_ttl=settings.refresh_token_ttl_seconds,
+    )
+
+
+def token_signer() -> TokenSigner:
+    """The signer for the current key (a rotated secret yields a new signer)."""
+    return _signer_for(signing_keys().current())
+
+
+@cache
+def accounts() -> AccountRepository:
+    return AccountRepository(get_settings().ledger_table)
+
+
+@cache
+def auth_service() -> AuthService:
+    settings = get_settings()
+    return AuthService(
+        users=UserRepository(settings.users_table),
+        sessions=SessionRepository(settings.sessions_table),
+        signer=token_signer,
+        balances=accounts(),
+    )
+
+
+def reset_dependencies() -> None:
+    """Forget every cached service and the settings (for tests and the local stack)."""
+    for factory in (signing_keys, _signer_for, accounts, auth_service):
+        factory.cache_clear()
+    reset_settings()
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
+
+
+def current_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AccessClaims:
+    """The caller, from a valid access token; 401 otherwise."""
+    if credentials is None:
+        raise NotAuthenticated()
+    return token_signer().verify_access(credentials.credentials)
+
+
+Principal = Annotated[AccessClaims, Depends(current_principal)]
+AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
+
+
+def require_role(required: Role) -> object:
+    """A dependency that admits callers whose role satisfies `required`; 403 otherwise."""
+
+    def check(principal: Principal) -> AccessClaims:
+        if not role_satisfies(principal.role, required):
+            raise Forbidden()
+        return principal
+
+    return Depends(check)
+
+
+AdminPrincipal = Annotated[AccessClaims, require_role(Role.ADMIN)]

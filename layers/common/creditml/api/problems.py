@@ -1,0 +1,151 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Every 4xx/5xx the API sends is `application/problem+json` with `type`, `title`, `status`,
+`detail` and a stable `code`. Domain errors carry their own status and code; validation errors
+are 422 `validation_error` listing each failing field; malformed JSON is 400 `malformed_json`;
+anything unexpected is a 500 `internal_error` whose body says nothing about the cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from creditml.errors import DomainError
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://errors.creditml.dev/"
+logger = Logger(service="creditml", child=True)
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("not_authenticated", "Authentication required"),
+    403: ("forbidden", "You are not allowed to do this"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    500: ("internal_error", "Internal server error"),
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the failing member, e.g. body.password")
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The error body of every failed request."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code")
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str | None = None, **extra: Any
+) -> JSONResponse:
+    """A problem-details response; `extra` adds members such as balance/required."""
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+def _sent_as_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "application/json").lower()
+    return content_type.split(";")[0].strip().endswith(("/json", "+json"))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return problem_response(
+            400, "malformed_json", "Malformed JSON", "The request body is not valid JSON."
+        )
+    # FastAPI reads a body as JSON only when it is labelled JSON; say so instead of
+    # reporting a confusing "body is not an object".
+    if not _sent_as_json(request) and any(
+        tuple(error.get("loc", ())) == ("body",) for error in errors
+    ):
+        return problem_response(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "Send the request body as JSON with Content-Type: application/json.",
+        )
+    fields = [
+        {
+            "field": _field_path(error.get("loc", ())),
+            "message": str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "invalid")),
+        }
+        for error in errors
+    ]
+    names = ", ".join(field["field"] for field in fields)
+    return problem_response(
+        422,
+        "validation_error",
+        "The request is not valid",
+        f"Invalid fields: {names}" if names else "The request is not valid",
+        errors=fields,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Request failed"))
+    return problem_response(exc.status_code, code, title)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error an app can raise to problem details."""
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.middleware("http")
+    async def _unexpected_error(request: Request, call_next: Any) -> Any:
+        # Outermost catch: log with the stack for operators, answer without it for clients.
+        try:
+            return await call_next(request)
+        except Exception:
+            logger.exception("Unhandled error", extra={"path": request.url.path})
+            return problem_response(500, *_HTTP_CODES[500])
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": title, "content": {PROBLEM_JSON: {}}}
+    for status, (_, title) in {
+        400: _HTTP_CODES[400],
+        401: _HTTP_CODES[401],
+        422: ("validation_error", "Validation error"),
+        500: _HTTP_CODES[500],
+    }.items()
+}

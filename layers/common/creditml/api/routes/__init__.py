@@ -1,0 +1,1 @@
+"""One router per resource. Functions include the routers they serve."""

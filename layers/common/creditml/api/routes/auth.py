@@ -1,0 +1,78 @@
+"""Routes of the auth function: /auth/* and /users/*."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+
+from creditml.api.dependencies import AdminPrincipal, AuthServiceDep, Principal
+from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.auth.schemas import (
+    LoginRequest,
+    Profile,
+    RefreshRequest,
+    RegisterRequest,
+    RoleUpdate,
+    TokenPair,
+    UserPublic,
+)
+
+router = APIRouter(responses=PROBLEM_RESPONSES)
+UserId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def _problem(description: str) -> dict[str, object]:
+    return {"model": Problem, "description": description}
+
+
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    tags=["auth"],
+    responses={409: _problem("Email already registered (any letter case)")},
+)
+def register(body: RegisterRequest, service: AuthServiceDep) -> UserPublic:
+    """Create an account with the `user` role."""
+    user = service.register(body.email, body.password)
+    return UserPublic(id=user.id, email=user.email, role=user.role)
+
+
+@router.post("/auth/login", response_model=TokenPair, tags=["auth"])
+def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
+    """Exchange email and password for an access token (15 min) and a refresh token."""
+    return service.login(body.email, body.password)
+
+
+@router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
+def refresh(body: RefreshRequest, service: AuthServiceDep) -> TokenPair:
+    """Rotate a refresh token into a new pair. Presenting a spent refresh token again revokes
+    the whole session (401 `refresh_token_reused`)."""
+    return service.refresh(body.refresh_token)
+
+
+@router.get("/users/me", response_model=Profile, tags=["users"])
+def me(principal: Principal, service: AuthServiceDep) -> Profile:
+    """The caller's profile and credit balance."""
+    user, balance = service.profile(principal.user_id)
+    return Profile(id=user.id, email=user.email, role=user.role, balance=balance)
+
+
+@router.patch(
+    "/users/{id}",
+    response_model=UserPublic,
+    tags=["users"],
+    responses={
+        403: _problem("Caller is not an admin"),
+        404: _problem("No such user"),
+        409: _problem("Admins cannot change their own role"),
+    },
+)
+def set_role(
+    id: UserId, body: RoleUpdate, admin: AdminPrincipal, service: AuthServiceDep
+) -> UserPublic:
+    """Set a user's role (`user`, `publisher`, `admin`). Admin only. The new role reaches
+    the user's next access token (at the latest after one refresh)."""
+    user = service.set_role(admin, id, body.role)
+    return UserPublic(id=user.id, email=user.email, role=user.role)

@@ -1,0 +1,1 @@
+"""Accounts and authentication: password hashing, JWTs, roles, and the auth service."""

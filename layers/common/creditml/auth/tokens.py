@@ -1,0 +1,114 @@
+"""JSON Web Tokens: HS256 only, algorithms pinned, exp/iat/sub/typ required.
+
+Two token types share one key but can never stand in for each other: `typ` is checked on
+every decode. Refresh tokens also carry `jti` (one-time id) and `fam` (session family) so the
+auth service can rotate them and detect reuse.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+
+from creditml.auth.roles import Role
+from creditml.errors import InvalidToken
+
+ALGORITHM = "HS256"
+MIN_KEY_BYTES = 32
+TokenType = Literal["access", "refresh"]
+_REQUIRED = ["exp", "iat", "sub", "typ", "iss"]
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    role: Role
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: str
+    token_id: str
+    family_id: str
+    expires_at: int
+
+
+class TokenSigner:
+    """Issues and verifies tokens with one secret key."""
+
+    def __init__(self, key: bytes, issuer: str, access_ttl: int, refresh_ttl: int) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError("JWT signing key must be at least 32 bytes")
+        self._key = key
+        self._issuer = issuer
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    def issue_access(self, user_id: str, role: Role, now: int | None = None) -> str:
+        """A short-lived access token for `user_id` acting as `role`."""
+        iat = int(time.time()) if now is None else now
+        claims = {
+            "sub": user_id,
+            "role": str(role),
+            "typ": "access",
+            "iss": self._issuer,
+            "iat": iat,
+            "exp": iat + self.access_ttl,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def issue_refresh(
+        self, user_id: str, family_id: str, now: int | None = None
+    ) -> tuple[str, RefreshClaims]:
+        """A one-time refresh token in session family `family_id`, and its claims."""
+        iat = int(time.time()) if now is None else now
+        token_id = secrets.token_urlsafe(16)
+        exp = iat + self.refresh_ttl
+        claims = {
+            "sub": user_id,
+            "typ": "refresh",
+            "jti": token_id,
+            "fam": family_id,
+            "iss": self._issuer,
+            "iat": iat,
+            "exp": exp,
+        }
+        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return token, RefreshClaims(user_id, token_id, family_id, exp)
+
+    def verify_access(self, token: str) -> AccessClaims:
+        """Claims of a valid access token; InvalidToken for anything else."""
+        claims = self._decode(token, "access")
+        try:
+            role = Role(claims["role"])
+        except (KeyError, ValueError) as exc:
+            raise InvalidToken() from exc
+        return AccessClaims(str(claims["sub"]), role, int(claims["exp"]))
+
+    def verify_refresh(self, token: str) -> RefreshClaims:
+        """Claims of a valid refresh token; InvalidToken for anything else."""
+        claims = self._decode(token, "refresh")
+        jti, fam = claims.get("jti"), claims.get("fam")
+        if not isinstance(jti, str) or not isinstance(fam, str):
+            raise InvalidToken()
+        return RefreshClaims(str(claims["sub"]), jti, fam, int(claims["exp"]))
+
+    def _decode(self, token: str, expected: TokenType) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                options={"require": _REQUIRED},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken() from exc
+        if claims.get("typ") != expected or not isinstance(claims.get("sub"), str):
+            raise InvalidToken()
+        return claims

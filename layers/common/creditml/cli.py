@@ -1,0 +1,172 @@
+"""The `creditml` command: the local stack and developer tools.
+
+creditml dev [--host 127.0.0.1] [--port 3000]    run the whole service locally
+creditml invoke FUNCTION -e events/FILE.json     run one function's handler, like
+                                                 `sam local invoke`, docker-free
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+TEMPLATE_NAME = "template.yaml"
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def find_template(explicit: str | None) -> Path:
+    """template.yaml: the one given, else the nearest one above the working folder."""
+    if explicit:
+        return Path(explicit).resolve()
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / TEMPLATE_NAME
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"creditml: no {TEMPLATE_NAME} here or above; pass --template")
+
+
+def _dev(args: argparse.Namespace) -> int:
+    import os
+
+    from creditml.devstack.stack import LocalStack
+    from creditml.devstack.template import Template
+
+    stack = LocalStack(Template(find_template(args.template)), args.host, args.port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack.start(
+        admin_email=os.environ.get("CREDITML_ADMIN_EMAIL"),
+        admin_password=os.environ.get("CREDITML_ADMIN_PASSWORD"),
+    )
+    url = stack.api_url
+    _out(f"CreditML local stack is up (embedded AWS at {stack.environment['AWS_ENDPOINT_URL']})")
+    _out(f"  API         {url}")
+    _out(f"  Swagger UI  {url}/docs")
+    _out(f"  OpenAPI     {url}/openapi.json")
+    _out("Demo accounts (local only):")
+    for account in stack.accounts:
+        _out(f"  {account.role:<9} {account.email}  password: {account.password}")
+    _out("Press Ctrl-C to stop.")
+    try:
+        stop.wait()
+    finally:
+        stack.stop()
+        _out("CreditML local stack stopped.")
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from creditml.devstack.runtime import invoke
+    from creditml.devstack.stack import LocalStack, apply_environment, read_state
+    from creditml.devstack.template import Template
+
+    template = Template(find_template(args.template))
+    spec = _function(template, args.function)
+    event_text = Path(args.event).read_text(encoding="utf-8")
+    state = read_state(template.root)
+    ephemeral: LocalStack | None = None
+    if state is not None:
+        apply_environment(state.environment)
+        who = {"demo": state.demo_user_email, "admin": state.admin_email}
+    else:
+        # No stack is running: bring one up just for this invocation.
+        ephemeral = LocalStack(template, port=0)
+        ephemeral.start()
+        who = {"admin": ephemeral.accounts[0].email, "demo": ephemeral.accounts[1].email}
+    try:
+        event = json.loads(
+            _fill_placeholders(event_text, who.get(args.as_user, args.as_user), who["demo"])
+        )
+        response = invoke(spec, event)
+    finally:
+        if ephemeral is not None:
+            ephemeral.stop()
+    _out(json.dumps(response, indent=2))
+    return 0
+
+
+def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> str:
+    """Events hold `<access-token>` and `<demo-user-id>` where real values go; fill them in
+    for the local stack (tokens are minted with the stack's own signing key)."""
+    if "<access-token>" not in event_text and "<demo-user-id>" not in event_text:
+        return event_text
+    from creditml.api.dependencies import token_signer
+    from creditml.settings import get_settings
+    from creditml.storage.users import UserRepository
+
+    users = UserRepository(get_settings().users_table)
+
+    def user(email: str) -> Any:
+        found = users.find_credentials(email)
+        if found is None:
+            raise SystemExit(f"creditml: no local user {email}")
+        return found[0]
+
+    caller = user(caller_email)
+    token = token_signer().issue_access(caller.id, caller.role)
+    return event_text.replace("<access-token>", token).replace(
+        "<demo-user-id>", user(demo_email).id
+    )
+
+
+def _function(template: Any, name: str) -> Any:
+    wanted = name.lower()
+    for logical_id, spec in template.functions.items():
+        if wanted in (logical_id.lower(), logical_id.lower().removesuffix("function")):
+            return spec
+    known = ", ".join(sorted(template.functions))
+    raise SystemExit(f"creditml: no function {name!r} in the template (known: {known})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="creditml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--template", help="path to template.yaml (default: nearest)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole service locally (embedded AWS)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(run=_dev)
+
+    inv = commands.add_parser("invoke", help="invoke one function's handler with an event")
+    inv.add_argument("function", help="logical id (AuthFunction) or short name (auth)")
+    inv.add_argument("-e", "--event", required=True, help="event JSON file, e.g. events/...")
+    inv.add_argument(
+        "--as",
+        dest="as_user",
+        default="demo",
+        help="who <access-token> stands for: demo, admin, or an email",
+    )
+    inv.set_defaults(run=_invoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    # The embedded AWS would otherwise log every storage call.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""An embedded AWS: moto's server behind one lock, and the template's resources created in it.
+
+moto keeps no per-item locks, so two concurrent conditional writes could both pass their
+condition. DynamoDB evaluates each conditional write atomically; serializing every request
+to the embedded server restores that guarantee locally. Handlers still run concurrently:
+only the storage calls take turns, exactly where DynamoDB itself serializes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from creditml.devstack.template import Resolver, Template
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+StartResponse = Callable[..., Any]
+
+
+class _SerializedApp:
+    """WSGI middleware that lets one request at a time into moto."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        with self._lock:
+            # Drain the response inside the lock: moto may build it lazily.
+            return [b"".join(self._app(environ, start_response))]
+
+
+class EmbeddedAws:
+    """moto's server on a loopback port, serialized; `endpoint` is its URL."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self.endpoint = f"http://{host}:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="embedded-aws", daemon=True
+        )
+
+    def start(self) -> EmbeddedAws:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class Provisioned:
+    """Physical names (what Ref gives) and attributes (what GetAtt gives) of resources."""
+
+    physical: dict[str, str]
+    attributes: dict[str, dict[str, str]]
+
+
+def _table_arn(name: str) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+
+
+_TABLE_KEYS = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+    "ProvisionedThroughput",
+    "StreamSpecification",
+)
+
+
+def _create_table(client: Any, name: str, props: Mapping[str, Any]) -> None:
+    kwargs = {key: props[key] for key in _TABLE_KEYS if key in props}
+    client.create_table(TableName=name, **kwargs)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+
+def _generate_secret(spec: Mapping[str, Any]) -> str:
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    length = int(spec.get("PasswordLength", 32))
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def provision(template: Template, prefix: str, session: boto3.Session | None = None) -> Provisioned:
+    """Create every table, bucket, KMS key and secret of `template` (from its own definitions)
+    in whatever AWS `session` reaches: the embedded server, or moto's in-process mock."""
+    session = session or boto3.Session(region_name=REGION)
+    physical: dict[str, str] = {}
+    attributes: dict[str, dict[str, str]] = {}
+    dynamodb = session.client("dynamodb")
+    for logical_id, resource in template.resources_of("AWS::DynamoDB::Table").items():
+        name = f"{prefix}-{logical_id}"
+        _create_table(dynamodb, name, resource.get("Properties", {}))
+        physical[logical_id] = name
+        attributes[logical_id] = {"Arn": _table_arn(name)}
+    s3 = session.client("s3")
+    for logical_id in template.resources_of("AWS::S3::Bucket"):
+        name = f"{prefix}-{logical_id}".lower()
+        s3.create_bucket(Bucket=name)
+        physical[logical_id] = name
+        attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": name}
+    kms = session.client("kms")
+    for logical_id, resource in template.resources_of("AWS::KMS::Key").items():
+        description = resource.get("Properties", {}).get("Description", logical_id)
+        key = kms.create_key(Description=str(description))["KeyMetadata"]
+        physical[logical_id] = key["KeyId"]
+        attributes[logical_id] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+    secretsmanager = session.client("secretsmanager")
+    for logical_id, resource in template.resources_of("AWS::SecretsManager::Secret").items():
+        props = resource.get("Properties", {})
+        value = props.get("SecretString") or _generate_secret(props.get("GenerateSecretString", {}))
+        arn = secretsmanager.create_secret(Name=f"{prefix}/{logical_id}", SecretString=value)["ARN"]
+        physical[logical_id] = arn
+        attributes[logical_id] = {"Arn": arn}
+    return Provisioned(physical, attributes)
+
+
+def function_environment(
+    template: Template, provisioned: Provisioned, stack_name: str
+) -> dict[str, str]:
+    """The environment every function of the template gets, resolved locally.
+
+    All functions share one process locally, so their variables are merged; a variable that
+    two functions set differently cannot be emulated and is refused.
+    """
+    pseudo = {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    resolver = Resolver(template, provisioned.physical, provisioned.attributes, pseudo)
+    merged: dict[str, str] = {}
+    for spec in template.functions.values():
+        for name, value in resolver.resolve(dict(spec.environment)).items():
+            text = str(value)
+            if merged.setdefault(name, text) != text:
+                raise ValueError(f"functions disagree on environment variable {name}")
+    return merged

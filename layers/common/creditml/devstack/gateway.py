@@ -1,0 +1,205 @@
+"""An API Gateway HTTP API emulation: real HTTP in, payload-format-2.0 events to the real
+Lambda handlers, their responses back out. Routes come from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aws_lambda_powertools import Logger
+
+from creditml.devstack.runtime import invoke
+from creditml.devstack.template import Route, Template
+
+logger = Logger(service="devstack", child=True)
+# Lambda's synchronous invocation payload limit; API Gateway answers 413 past it.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+_TEXT_TYPES = (
+    "application/json",
+    "application/problem+json",
+    "text/",
+    "application/xml",
+    "application/x-www-form-urlencoded",
+    "application/javascript",
+)
+
+
+def _is_text(content_type: str) -> bool:
+    return any(content_type.startswith(kind) for kind in _TEXT_TYPES)
+
+
+def build_event(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    route: Route,
+    path_parameters: Mapping[str, str],
+    source_ip: str = "127.0.0.1",
+    domain: str = "localhost",
+) -> dict[str, Any]:
+    """An HTTP API payload v2 event, shaped as API Gateway sends it."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    cookies = [part.strip() for part in lower.pop("cookie", "").split(";") if part.strip()]
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": lower,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": domain,
+            "domainPrefix": domain.split(".")[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lower.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex[:16],
+            "routeKey": route.key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if body:
+        if _is_text(lower.get("content-type", "application/json")):
+            try:
+                event["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"] = base64.b64encode(body).decode("ascii")
+                event["isBase64Encoded"] = True
+        else:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+    return event
+
+
+def _problem(status: int, code: str, title: str) -> tuple[int, dict[str, str], bytes]:
+    body = {
+        "type": f"https://errors.creditml.dev/{code}",
+        "title": title,
+        "status": status,
+        "detail": title,
+        "code": code,
+    }
+    return status, {"content-type": "application/problem+json"}, json.dumps(body).encode()
+
+
+class Gateway(ThreadingHTTPServer):
+    """Serves the template's routes on a loopback (or given) address, one thread a request."""
+
+    daemon_threads = True
+    # Concurrency tests open dozens of connections at once; the default backlog is 5.
+    request_queue_size = 256
+
+    def __init__(self, template: Template, host: str, port: int) -> None:
+        self.template = template
+        super().__init__((host, port), _RequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def dispatch(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(target)
+        found = self.template.route_for(method, parts.path)
+        if found is None:
+            return _problem(404, "not_found", "Not found")
+        route, params = found
+        host = headers.get("Host", "localhost")
+        event = build_event(
+            method, parts.path, parts.query, headers, body, route, params, client, host
+        )
+        if len(json.dumps(event)) > MAX_EVENT_BYTES:
+            return _problem(413, "payload_too_large", "Request body too large")
+        try:
+            response = invoke(self.template.functions[route.function], event)
+        except Exception:
+            logger.exception("Handler failed", extra={"route": route.key})
+            return _problem(502, "bad_gateway", "The function failed")
+        return _to_http(response)
+
+
+def _to_http(response: Any) -> tuple[int, dict[str, str], bytes]:
+    """Map a handler's result to HTTP as HTTP API payload v2 does."""
+    if not isinstance(response, dict) or "statusCode" not in response:
+        text = response if isinstance(response, str) else json.dumps(response)
+        return 200, {"content-type": "application/json"}, text.encode()
+    headers = {str(k).lower(): str(v) for k, v in (response.get("headers") or {}).items()}
+    if response.get("cookies"):
+        headers["set-cookie"] = "\n".join(response["cookies"])
+    raw = response.get("body") or ""
+    body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
+    return int(response["statusCode"]), headers, body
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: Gateway
+    protocol_version = "HTTP/1.1"
+
+    def _handle(self) -> None:
+        started = time.perf_counter()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_EVENT_BYTES:
+            status, headers, body = _problem(413, "payload_too_large", "Request body too large")
+            self.close_connection = True
+        else:
+            request_body = self.rfile.read(length) if length else b""
+            status, headers, body = self.server.dispatch(
+                self.command,
+                self.path,
+                dict(self.headers.items()),
+                request_body,
+                self.client_address[0],
+            )
+        self.send_response(status)
+        for name, value in headers.items():
+            if name in ("content-length", "connection", "transfer-encoding"):
+                continue
+            for line in value.split("\n") if name == "set-cookie" else [value]:
+                self.send_header(name, line)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        logger.debug(
+            "request",
+            extra={
+                "method": self.command,
+                "path": self.path.split("?")[0],
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the stdlib's per-request stderr line (logged above at debug instead)."""

@@ -1,0 +1,157 @@
+"""The whole local stack: embedded AWS + resources + seeded demo data + the HTTP gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from creditml.api.dependencies import auth_service, reset_dependencies
+from creditml.auth.roles import Role
+from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
+from creditml.devstack.gateway import Gateway
+from creditml.devstack.template import Template
+from creditml.errors import EmailTaken
+from creditml.settings import get_settings
+from creditml.storage.users import UserRepository
+
+STACK_NAME = "creditml-local"
+DEFAULT_ADMIN_EMAIL = "admin@creditml.local"
+DEFAULT_DEMO_EMAIL = "demo@creditml.local"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    email: str
+    password: str
+    role: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What a running stack tells other local tools (no secrets): see state_path()."""
+
+    api_url: str
+    aws_endpoint: str
+    environment: dict[str, str]
+    demo_user_email: str
+    admin_email: str
+    pid: int
+
+
+def state_path(root: Path) -> Path:
+    return root / ".creditml" / "dev-stack.json"
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """Variables that point boto3/botocore at the embedded AWS (credentials are dummies)."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def apply_environment(environment: dict[str, str]) -> None:
+    """Make this process look like a function container with `environment`."""
+    os.environ.update(environment)
+    reset_dependencies()
+
+
+def seed_account(email: str, password: str, role: Role) -> DemoAccount:
+    """Register a demo account (idempotent per email) and give it `role`."""
+    service = auth_service()
+    users = UserRepository(get_settings().users_table)
+    try:
+        user = service.register(email, password)
+    except EmailTaken:
+        found = users.find_credentials(email)
+        assert found is not None
+        user = found[0]
+    if role is not Role.USER:
+        user = users.set_role(user.id, role)
+    return DemoAccount(email=email, password=password, role=str(role), user_id=user.id)
+
+
+class LocalStack:
+    """Start with `start()`, stop with `stop()`; `accounts` lists the seeded demo logins."""
+
+    def __init__(self, template: Template, host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.template = template
+        self._host, self._port = host, port
+        self.aws: EmbeddedAws | None = None
+        self.gateway: Gateway | None = None
+        self.accounts: list[DemoAccount] = []
+        self._gateway_thread: threading.Thread | None = None
+
+    def start(self, admin_email: str | None = None, admin_password: str | None = None) -> None:
+        # The embedded AWS only ever listens on loopback, whatever host the API binds.
+        self.aws = EmbeddedAws().start()
+        environment = aws_environment(self.aws.endpoint)
+        apply_environment(environment)
+        provisioned = provision(self.template, STACK_NAME)
+        environment |= function_environment(self.template, provisioned, STACK_NAME)
+        apply_environment(environment)
+        self.environment = environment
+        self.accounts = [
+            seed_account(
+                admin_email or DEFAULT_ADMIN_EMAIL,
+                admin_password or secrets.token_urlsafe(12),
+                Role.ADMIN,
+            ),
+            seed_account(DEFAULT_DEMO_EMAIL, secrets.token_urlsafe(12), Role.USER),
+        ]
+        self.gateway = Gateway(self.template, self._host, self._port)
+        self._gateway_thread = threading.Thread(
+            target=self.gateway.serve_forever, name="gateway", daemon=True
+        )
+        self._gateway_thread.start()
+        self._write_state()
+
+    @property
+    def api_url(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.url
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.shutdown()
+            self.gateway.server_close()
+        if self.aws is not None:
+            self.aws.stop()
+        state_path(self.template.root).unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        assert self.aws is not None
+        state = StackState(
+            api_url=self.api_url,
+            aws_endpoint=self.aws.endpoint,
+            environment=self.environment,
+            demo_user_email=self.accounts[1].email,
+            admin_email=self.accounts[0].email,
+            pid=os.getpid(),
+        )
+        path = state_path(self.template.root)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+
+
+def read_state(root: Path) -> StackState | None:
+    """The running local stack's state, or None when none is running."""
+    path = state_path(root)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        state = StackState(**data)
+        os.kill(state.pid, 0)
+    except (OSError, ValueError, TypeError):
+        return None
+    return state

@@ -1,0 +1,75 @@
+"""Typed domain errors. Raised below the API, mapped to HTTP problem details in one module
+(creditml.api.problems). Each carries a stable machine-readable `code` and a fixed message
+that leaks nothing about internals."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """Base of every expected failure. Subclasses fix status, code and title."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        # Extra members of the problem document (e.g. balance/required on a 402).
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+    code = "not_authenticated"
+    title = "Authentication required"
+
+
+class InvalidCredentials(DomainError):
+    status = 401
+    code = "invalid_credentials"
+    title = "Invalid email or password"
+
+
+class InvalidToken(DomainError):
+    status = 401
+    code = "invalid_token"
+    title = "Invalid or expired token"
+
+
+class RefreshTokenReused(DomainError):
+    status = 401
+    code = "refresh_token_reused"
+    title = "Refresh token already used; the session has been revoked"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    title = "You are not allowed to do this"
+
+
+class UserNotFound(DomainError):
+    status = 404
+    code = "user_not_found"
+    title = "User not found"
+
+
+class EmailTaken(DomainError):
+    status = 409
+    code = "email_taken"
+    title = "An account with this email already exists"
+
+
+class OwnRoleChange(DomainError):
+    status = 409
+    code = "own_role_change"
+    title = "Admins cannot change their own role"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    code = "service_unavailable"
+    title = "A dependency is temporarily unavailable; retry later"

@@ -1,0 +1,41 @@
+"""One validated, cached settings object, read from the environment in exactly one place.
+
+Deployed, SAM sets these variables from template.yaml; locally the dev stack sets the same
+ones, pointing AWS_ENDPOINT_URL at the embedded AWS. Nothing else reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Runtime configuration. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    stage: str = Field("dev", alias="STAGE")
+    region: str = Field("us-east-1", alias="AWS_REGION")
+    users_table: str = Field("creditml-users", alias="USERS_TABLE")
+    sessions_table: str = Field("creditml-sessions", alias="SESSIONS_TABLE")
+    ledger_table: str = Field("creditml-ledger", alias="LEDGER_TABLE")
+    jwt_secret_id: str = Field("creditml/jwt-signing-key", alias="JWT_SECRET_ARN")
+    # How long a fetched signing secret is trusted before it is read again (rotation window).
+    jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)
+    jwt_issuer: str = Field("creditml", alias="JWT_ISSUER")
+    access_token_ttl_seconds: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", gt=0, le=3600)
+    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", gt=0)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated once on first use (not at import)."""
+    return Settings.model_validate(dict(os.environ))
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()
