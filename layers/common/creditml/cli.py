@@ -8,6 +8,7 @@ creditml invoke FUNCTION -e events/FILE.json     run one function's handler, lik
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -18,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 TEMPLATE_NAME = "template.yaml"
+_PLACEHOLDERS = ("<access-token>", "<refresh-token>", "<demo-user-id>")
 
 
 def _out(text: str = "") -> None:
@@ -93,7 +95,10 @@ def _invoke(args: argparse.Namespace) -> int:
         event = json.loads(
             _fill_placeholders(event_text, who.get(args.as_user, args.as_user), who["demo"])
         )
-        response = invoke(spec, event)
+        # Like `sam local invoke`: the function's logs and metrics go to stderr, so stdout
+        # holds only the response.
+        with contextlib.redirect_stdout(sys.stderr):
+            response = invoke(spec, event)
     finally:
         if ephemeral is not None:
             ephemeral.stop()
@@ -102,11 +107,11 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> str:
-    """Events hold `<access-token>` and `<demo-user-id>` where real values go; fill them in
-    for the local stack (tokens are minted with the stack's own signing key)."""
-    if "<access-token>" not in event_text and "<demo-user-id>" not in event_text:
+    """Events hold `<access-token>`, `<refresh-token>` and `<demo-user-id>` where real values
+    go; fill them in for the local stack (tokens are minted with the stack's own key)."""
+    if not any(mark in event_text for mark in _PLACEHOLDERS):
         return event_text
-    from creditml.api.dependencies import token_signer
+    from creditml.api.dependencies import auth_service
     from creditml.settings import get_settings
     from creditml.storage.users import UserRepository
 
@@ -118,10 +123,11 @@ def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> s
             raise SystemExit(f"creditml: no local user {email}")
         return found[0]
 
-    caller = user(caller_email)
-    token = token_signer().issue_access(caller.id, caller.role)
-    return event_text.replace("<access-token>", token).replace(
-        "<demo-user-id>", user(demo_email).id
+    session = auth_service().start_session(user(caller_email))
+    return (
+        event_text.replace("<access-token>", session.access_token)
+        .replace("<refresh-token>", session.refresh_token)
+        .replace("<demo-user-id>", user(demo_email).id)
     )
 
 

@@ -45,6 +45,21 @@ class RefreshTokenReused(DomainError):
     title = "Refresh token already used; the session has been revoked"
 
 
+class InsufficientCredits(DomainError):
+    """Not enough credits; the problem body carries `balance` and `required`."""
+
+    status = 402
+    code = "insufficient_credits"
+    title = "Insufficient credits"
+
+    def __init__(self, balance: int, required: int) -> None:
+        super().__init__(
+            f"This needs {required} credits; the balance is {balance}.",
+            balance=balance,
+            required=required,
+        )
+
+
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"

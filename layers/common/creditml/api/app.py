@@ -12,7 +12,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 import creditml
 from creditml.api.problems import install_problem_handlers
@@ -43,7 +45,19 @@ def create_app(*routers: APIRouter) -> FastAPI:
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)
+    app.state.routers = routers
     return app
+
+
+def served_routes(app: FastAPI) -> set[str]:
+    """Every "METHOD /path" an app built by create_app serves (for the contract test)."""
+    return {
+        f"{method} {route.path}"
+        for router in app.state.routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
 
 
 def lambda_handler(app: FastAPI, service: str) -> LambdaHandler:
@@ -55,7 +69,8 @@ def lambda_handler(app: FastAPI, service: str) -> LambdaHandler:
     logger = Logger(service=service)
     tracer = Tracer(service=service)
     metrics = Metrics(service=service)
-    asgi = Mangum(app, lifespan="off")
+    # problem+json is text: without this Mangum would base64-encode every error body.
+    asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "+json"])
 
     @logger.inject_lambda_context(
         correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False

@@ -64,7 +64,7 @@ class AuthService:
             raise InvalidCredentials()
         if passwords.needs_rehash(password_hash):
             self._users.set_password_hash(user.id, passwords.hash_password(password))
-        return self._open_session(user)
+        return self.start_session(user)
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token into a new pair. A token used twice revokes its session."""
@@ -101,7 +101,8 @@ class AuthService:
             raise OwnRoleChange()
         return self._users.set_role(user_id, role)
 
-    def _open_session(self, user: User) -> TokenPair:
+    def start_session(self, user: User) -> TokenPair:
+        """A new session (token pair) for an already authenticated user."""
         signer = self._signer()
         family_id = secrets.token_urlsafe(16)
         refresh_token, claims = signer.issue_refresh(user.id, family_id)

@@ -144,10 +144,10 @@ class Gateway(ThreadingHTTPServer):
         except Exception:
             logger.exception("Handler failed", extra={"route": route.key})
             return _problem(502, "bad_gateway", "The function failed")
-        return _to_http(response)
+        return to_http_response(response)
 
 
-def _to_http(response: Any) -> tuple[int, dict[str, str], bytes]:
+def to_http_response(response: Any) -> tuple[int, dict[str, str], bytes]:
     """Map a handler's result to HTTP as HTTP API payload v2 does."""
     if not isinstance(response, dict) or "statusCode" not in response:
         text = response if isinstance(response, str) else json.dumps(response)

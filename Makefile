@@ -1,0 +1,66 @@
+# CreditML developer commands. The README's two commands are `make dev` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY312 := $(shell scripts/python312.sh)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM_VERSION := 1.170.0
+HOST ?= 127.0.0.1
+PORT ?= 3000
+# sam build looks for python3.12 on PATH; it also must not phone home from CI.
+SAM := PATH="$(dir $(PY312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: help install install-sam dev test lint typecheck unit integration e2e validate build clean
+
+help:
+	@echo "make dev    install and start the local stack (embedded AWS, seeded demo data)"
+	@echo "make test   install and run everything: lint, types, sam validate/build, all tests"
+
+$(BIN)/creditml: pyproject.toml
+	@test -x $(BIN)/python || $(PY312) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	@touch $@
+
+# aws-sam-cli pins exact versions of boto3/pydantic/click, so it lives in its own venv.
+$(SAM_VENV)/bin/sam:
+	@test -x $(SAM_VENV)/bin/python || $(PY312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install $(PIP_FLAGS) 'aws-sam-cli==$(SAM_VERSION)'
+	@touch $@
+
+install: $(BIN)/creditml
+install-sam: $(SAM_VENV)/bin/sam
+
+dev: install
+	$(BIN)/creditml dev --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+validate: install-sam
+	$(SAM) validate --lint --region us-east-1
+
+build: install-sam
+	$(SAM) build
+
+unit: install
+	$(BIN)/pytest -m unit
+
+integration: install
+	$(BIN)/pytest -m integration
+
+e2e: install
+	$(BIN)/pytest -m e2e
+
+test: lint typecheck validate build
+	$(BIN)/pytest
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .creditml
