@@ -19,7 +19,8 @@ def load_event(name: str, **placeholders: str) -> dict[str, Any]:
     (keyword `access_token` fills `<access-token>`, and so on)."""
     text = (EVENTS / f"{name}.json").read_text(encoding="utf-8")
     for key, value in placeholders.items():
-        text = text.replace(f"<{key.replace('_', '-')}>", value)
+        # JSON-escaped, so any string (tabs, quotes, non-ASCII) lands in the event intact.
+        text = text.replace(f"<{key.replace('_', '-')}>", json.dumps(value)[1:-1])
     event: dict[str, Any] = json.loads(text)
     return event
 

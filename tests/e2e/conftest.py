@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -34,7 +35,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class RunningStack:
     process: subprocess.Popen[str]
     url: str
+    cwd: Path
     output: list[str] = field(default_factory=list)
+
+    def environment(self) -> dict[str, str]:
+        """What a function container of this stack sees (from the stack's state file)."""
+        state = json.loads((self.cwd / ".creditml" / "dev-stack.json").read_text())
+        environment: dict[str, str] = state["environment"]
+        return environment
+
+    def demo_password(self, email: str) -> str:
+        for line in self.output:
+            if email in line and "password:" in line:
+                return line.rsplit("password:", 1)[1].strip()
+        raise LookupError(email)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -83,7 +97,7 @@ def start_stack(
     url = next(
         match.group(1) for line in lines if (match := re.search(r"API\s+(http://\S+)", line))
     )
-    return RunningStack(process, url, lines)
+    return RunningStack(process, url, cwd, lines)
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +111,23 @@ def stack() -> Iterator[RunningStack]:
 def http(stack: RunningStack) -> Iterator[httpx.Client]:
     with stack.client() as client:
         yield client
+
+
+@pytest.fixture
+def stack_environment(
+    stack: RunningStack, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """This test process, configured like one of the stack's function containers: its
+    storage calls go over the network to the stack's serialized embedded AWS."""
+    from creditml.api.dependencies import reset_dependencies
+
+    environment = stack.environment()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    reset_dependencies()
+    yield environment
+    monkeypatch.undo()
+    reset_dependencies()
 
 
 @pytest.fixture

@@ -25,10 +25,13 @@ def _declared(template: Template, function: str) -> set[str]:
 
 
 def test_template_declares_http_functions(template: Template) -> None:
-    assert {"AuthFunction", "DocsFunction"} <= set(template.functions)
+    assert set(HTTP_FUNCTIONS) <= set(template.functions)
 
 
-@pytest.mark.parametrize("function", ["AuthFunction", "DocsFunction"])
+HTTP_FUNCTIONS = ["AuthFunction", "BillingFunction", "DocsFunction"]
+
+
+@pytest.mark.parametrize("function", HTTP_FUNCTIONS)
 def test_each_function_serves_exactly_its_template_routes(
     template: Template, function: str
 ) -> None:
@@ -38,7 +41,7 @@ def test_each_function_serves_exactly_its_template_routes(
 
 def test_every_http_function_is_checked(template: Template) -> None:
     with_routes = {name for name, spec in template.functions.items() if spec.routes}
-    assert with_routes == {"AuthFunction", "DocsFunction"}, (
+    assert with_routes == set(HTTP_FUNCTIONS), (
         "a new HTTP function needs its entry in the parametrized contract test above"
     )
 

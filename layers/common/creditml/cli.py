@@ -14,12 +14,13 @@ import logging
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 TEMPLATE_NAME = "template.yaml"
-_PLACEHOLDERS = ("<access-token>", "<refresh-token>", "<demo-user-id>")
+_PLACEHOLDERS = ("<access-token>", "<refresh-token>", "<demo-user-id>", "<idempotency-key>")
 
 
 def _out(text: str = "") -> None:
@@ -107,8 +108,9 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> str:
-    """Events hold `<access-token>`, `<refresh-token>` and `<demo-user-id>` where real values
-    go; fill them in for the local stack (tokens are minted with the stack's own key)."""
+    """Events hold `<access-token>`, `<refresh-token>`, `<demo-user-id>` and
+    `<idempotency-key>` where real values go; fill them in for the local stack (tokens are
+    minted with the stack's own key; each invocation gets a fresh idempotency key)."""
     if not any(mark in event_text for mark in _PLACEHOLDERS):
         return event_text
     from creditml.api.dependencies import auth_service
@@ -128,6 +130,7 @@ def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> s
         event_text.replace("<access-token>", session.access_token)
         .replace("<refresh-token>", session.refresh_token)
         .replace("<demo-user-id>", user(demo_email).id)
+        .replace("<idempotency-key>", str(uuid.uuid4()))
     )
 
 
@@ -138,6 +141,38 @@ def _function(template: Any, name: str) -> Any:
             return spec
     known = ", ".join(sorted(template.functions))
     raise SystemExit(f"creditml: no function {name!r} in the template (known: {known})")
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from creditml.billing.verify import verify_ledger
+    from creditml.devstack.stack import apply_environment, read_state
+    from creditml.settings import get_settings
+    from creditml.storage.ledger import LedgerRepository
+
+    if args.table:
+        os.environ["LEDGER_TABLE"] = args.table
+    elif "LEDGER_TABLE" not in os.environ:
+        # Not pointed at a deployed stack: use the running local one.
+        state = read_state(find_template(args.template).parent)
+        if state is None:
+            raise SystemExit(
+                "creditml: set LEDGER_TABLE (or --table) for a deployed stack, "
+                "or start the local stack with `creditml dev`"
+            )
+        apply_environment(state.environment)
+    settings = get_settings()
+    repository = LedgerRepository(settings.ledger_table, settings.users_table)
+    report = verify_ledger(repository.scan_accounts())
+    for mismatch in report.mismatches:
+        _out(f"MISMATCH {mismatch}")
+    verdict = "OK" if report.ok else f"{len(report.mismatches)} mismatch(es)"
+    _out(
+        f"ledger {settings.ledger_table}: {report.accounts} accounts, "
+        f"{report.entries} entries: {verdict}"
+    )
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="who <access-token> stands for: demo, admin, or an email",
     )
     inv.set_defaults(run=_invoke)
+
+    ledger = commands.add_parser("ledger", help="ledger tools")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = ledger_commands.add_parser(
+        "verify",
+        help="recompute every balance from its ledger; exit 1 listing each mismatch",
+        description="Against a deployed stack: set LEDGER_TABLE (and AWS credentials) or pass "
+        "--table. Otherwise the running local stack is checked.",
+    )
+    verify.add_argument("--table", help="ledger table name (default: LEDGER_TABLE)")
+    verify.set_defaults(run=_ledger_verify)
     return parser
 
 

@@ -84,6 +84,45 @@ class OwnRoleChange(DomainError):
     title = "Admins cannot change their own role"
 
 
+class TopUpTooLarge(DomainError):
+    status = 422
+    code = "amount_too_large"
+    title = "The amount is above the maximum for one top-up"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"One top-up may add at most {maximum} credits.", maximum=maximum)
+
+
+class IdempotencyKeyRequired(DomainError):
+    status = 400
+    code = "idempotency_key_required"
+    title = "This request moves credits and needs an Idempotency-Key header"
+
+
+class InvalidIdempotencyKey(DomainError):
+    status = 422
+    code = "invalid_idempotency_key"
+    title = "Idempotency-Key must be 1 to 255 visible ASCII characters"
+
+
+class IdempotencyKeyReused(DomainError):
+    status = 409
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was already used for a different request"
+
+
+class InvalidCursor(DomainError):
+    status = 422
+    code = "invalid_cursor"
+    title = "The cursor is not valid; start again without one"
+
+
+class LedgerBusy(DomainError):
+    status = 503
+    code = "ledger_busy"
+    title = "The account is busy with concurrent changes; retry with the same Idempotency-Key"
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     code = "service_unavailable"

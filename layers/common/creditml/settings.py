@@ -26,6 +26,7 @@ class Settings(BaseModel):
     # How long a fetched signing secret is trusted before it is read again (rotation window).
     jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)
     jwt_issuer: str = Field("creditml", alias="JWT_ISSUER")
+    max_top_up_credits: int = Field(1_000_000, alias="MAX_TOP_UP_CREDITS", gt=0)
     access_token_ttl_seconds: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", gt=0, le=3600)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", gt=0)
 

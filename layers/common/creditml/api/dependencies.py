@@ -4,18 +4,27 @@ dependencies that hand them to routes.
 
 from __future__ import annotations
 
+import re
 from functools import cache, lru_cache
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.service import AuthService
 from creditml.auth.tokens import AccessClaims, TokenSigner
-from creditml.errors import Forbidden, NotAuthenticated
+from creditml.billing.ledger import Ledger
+from creditml.billing.payments import StubPaymentGateway
+from creditml.billing.service import BillingService
+from creditml.errors import (
+    Forbidden,
+    IdempotencyKeyRequired,
+    InvalidIdempotencyKey,
+    NotAuthenticated,
+)
 from creditml.settings import get_settings, reset_settings
-from creditml.storage.ledger import AccountRepository
+from creditml.storage.ledger import LedgerRepository
 from creditml.storage.secrets import SigningKeyStore
 from creditml.storage.sessions import SessionRepository
 from creditml.storage.users import UserRepository
@@ -44,8 +53,24 @@ def token_signer() -> TokenSigner:
 
 
 @cache
-def accounts() -> AccountRepository:
-    return AccountRepository(get_settings().ledger_table)
+def ledger_store() -> LedgerRepository:
+    settings = get_settings()
+    return LedgerRepository(settings.ledger_table, settings.users_table)
+
+
+@cache
+def ledger() -> Ledger:
+    return Ledger(ledger_store())
+
+
+@cache
+def billing_service() -> BillingService:
+    return BillingService(
+        ledger=ledger(),
+        reader=ledger_store(),
+        payments=StubPaymentGateway(),
+        max_top_up=get_settings().max_top_up_credits,
+    )
 
 
 @cache
@@ -55,13 +80,20 @@ def auth_service() -> AuthService:
         users=UserRepository(settings.users_table),
         sessions=SessionRepository(settings.sessions_table),
         signer=token_signer,
-        balances=accounts(),
+        balances=ledger_store(),
     )
 
 
 def reset_dependencies() -> None:
     """Forget every cached service and the settings (for tests and the local stack)."""
-    for factory in (signing_keys, _signer_for, accounts, auth_service):
+    for factory in (
+        signing_keys,
+        _signer_for,
+        ledger_store,
+        ledger,
+        billing_service,
+        auth_service,
+    ):
         factory.cache_clear()
     reset_settings()
 
@@ -94,3 +126,29 @@ def require_role(required: Role) -> object:
 
 
 AdminPrincipal = Annotated[AccessClaims, require_role(Role.ADMIN)]
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required on every request that moves credits: a unique value per "
+            "intended operation (e.g. a UUID). Retrying with the same key and body "
+            "replays the first result; the same key with another body is refused.",
+        ),
+    ] = None,
+) -> str:
+    """The request's Idempotency-Key: 400 when missing, 422 when malformed."""
+    if key is None or not key.strip():
+        raise IdempotencyKeyRequired()
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidIdempotencyKey()
+    return key
+
+
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+BillingServiceDep = Annotated[BillingService, Depends(billing_service)]

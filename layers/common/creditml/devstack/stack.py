@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from creditml.api.dependencies import auth_service, reset_dependencies
+from creditml.api.dependencies import auth_service, ledger, reset_dependencies
 from creditml.auth.roles import Role
+from creditml.billing.entries import EntryKind
+from creditml.billing.ledger import request_hash
 from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
 from creditml.devstack.gateway import Gateway
 from creditml.devstack.template import Template
@@ -22,6 +24,7 @@ from creditml.storage.users import UserRepository
 STACK_NAME = "creditml-local"
 DEFAULT_ADMIN_EMAIL = "admin@creditml.local"
 DEFAULT_DEMO_EMAIL = "demo@creditml.local"
+DEMO_CREDITS = 1_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,20 @@ def seed_account(email: str, password: str, role: Role) -> DemoAccount:
     return DemoAccount(email=email, password=password, role=str(role), user_id=user.id)
 
 
+def seed_credits(admin: DemoAccount, user: DemoAccount, amount: int) -> None:
+    """Grant the demo user credits once (a fixed Idempotency-Key makes reseeding a no-op)."""
+    request = {"amount": amount, "user_id": user.user_id, "note": "demo credits"}
+    ledger().credit(
+        user.user_id,
+        amount,
+        EntryKind.GRANT,
+        actor_id=admin.user_id,
+        idempotency_key="seed-demo-credits",
+        request=request_hash("top_up", request),
+        details={"note": "demo credits"},
+    )
+
+
 class LocalStack:
     """Start with `start()`, stop with `stop()`; `accounts` lists the seeded demo logins."""
 
@@ -110,6 +127,7 @@ class LocalStack:
             ),
             seed_account(DEFAULT_DEMO_EMAIL, secrets.token_urlsafe(12), Role.USER),
         ]
+        seed_credits(self.accounts[0], self.accounts[1], DEMO_CREDITS)
         self.gateway = Gateway(self.template, self._host, self._port)
         self._gateway_thread = threading.Thread(
             target=self.gateway.serve_forever, name="gateway", daemon=True

@@ -1,35 +1,264 @@
-"""Accounts and their ledger, in the ledger table (pk = account id, sk = item kind).
+"""Accounts and their ledger, in the ledger table (pk `account_id`, sk `sk`).
 
-sk = "ACCOUNT"        the balance (an integer number of credits)
+  sk = "ACCOUNT"       balance and `seq`, the number of entries so far (a version number)
+  sk = "ENTRY#<id>"    one ledger entry; `entry_seq` orders an account's entries (LSI by_seq).
+                       In an admin's own partition the same key may instead hold a guard that
+                       points at a grant written into another account, so every
+                       (actor, Idempotency-Key) pair has exactly one slot.
+
+Every balance change is ONE TransactWriteItems: the account update, conditioned on the version
+the caller expects (and, for debits, `balance >= amount`), plus the entry put, conditioned on
+`attribute_not_exists`. Condition failures return the current item (ALL_OLD), so a stale
+version or a replayed key is resolved without a separate read.
 """
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist
-from pynamodb.models import Model
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.indexes import AllProjection, LocalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from creditml.billing.entries import AccountState, EntryKind, LedgerEntry, PendingEntry
 from creditml.storage.tables import bind_table
 
 ACCOUNT_SK = "ACCOUNT"
+ENTRY_PREFIX = "ENTRY#"
+_ALL_OLD = "ALL_OLD"
 
 
-class _AccountRecord(Model):
+class _BySeq(LocalSecondaryIndex["_LedgerItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by_seq"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    entry_seq = NumberAttribute(range_key=True)
+
+
+class _LedgerItem(Model):
     account_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    balance = NumberAttribute(default=0)
+    # The account item
+    balance = NumberAttribute(null=True)
+    seq = NumberAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    # Entry items
+    entry_id = UnicodeAttribute(null=True)
+    entry_seq = NumberAttribute(null=True)
+    kind = UnicodeAttribute(null=True)
+    amount = NumberAttribute(null=True)
+    balance_after = NumberAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    actor_id = UnicodeAttribute(null=True)
+    idempotency_key = UnicodeAttribute(null=True)
+    request_hash = UnicodeAttribute(null=True)
+    details = JSONAttribute(null=True)
+    # Guard items (an admin's slot for a grant written into another account)
+    target_account = UnicodeAttribute(null=True)
+
+    by_seq = _BySeq()
 
 
-class AccountRepository:
-    """Reads account balances. An account with no ledger entries yet has a balance of 0."""
+class _UserCheck(Model):
+    """Only used to condition a grant on the target user existing (users table)."""
 
-    def __init__(self, table_name: str) -> None:
-        self._account = bind_table(_AccountRecord, table_name)
+    pk = UnicodeAttribute(hash_key=True)
 
-    def balance(self, user_id: str) -> int:
-        """The account's current balance, read consistently."""
+
+# Outcomes of one write attempt.
+@dataclass(frozen=True)
+class Written:
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True)
+class StaleVersion:
+    """The account moved on (or the debit does not fit); `actual` is its state just now."""
+
+    actual: AccountState
+
+
+@dataclass(frozen=True)
+class SlotTaken:
+    """This (actor, key) already has an entry: the stored one and its request hash."""
+
+    entry: LedgerEntry
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class UserMissing:
+    pass
+
+
+@dataclass(frozen=True)
+class Contended:
+    """DynamoDB cancelled the transaction for a concurrent one (TransactionConflict)."""
+
+
+WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | Contended
+
+
+def _entry(item: _LedgerItem) -> LedgerEntry:
+    return LedgerEntry(
+        id=str(item.entry_id),
+        account_id=str(item.account_id),
+        sequence=int(item.entry_seq or 0),
+        kind=EntryKind(str(item.kind)),
+        amount=int(item.amount or 0),
+        balance_after=int(item.balance_after or 0),
+        created_at=datetime.fromisoformat(str(item.created_at)),
+        actor_id=str(item.actor_id),
+        idempotency_key=str(item.idempotency_key),
+        details=dict(item.details or {}),
+    )
+
+
+def _state(item: _LedgerItem | None) -> AccountState:
+    if item is None:
+        return AccountState(balance=0, seq=0)
+    return AccountState(balance=int(item.balance or 0), seq=int(item.seq or 0))
+
+
+class LedgerRepository:
+    """Reads and writes accounts and ledger entries. One method call, one DynamoDB call."""
+
+    def __init__(self, table_name: str, users_table: str) -> None:
+        self._item = bind_table(_LedgerItem, table_name)
+        self._user = bind_table(_UserCheck, users_table)
+
+    def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome:
+        """Try to apply `pending` on top of `expected` in one transaction."""
+        item = self._item
+        now = datetime.now(UTC)
+        new_state = AccountState(expected.balance + pending.amount, expected.seq + 1)
+        account = item(pending.account_id, ACCOUNT_SK)
+        version = item.seq.does_not_exist() if expected.seq == 0 else item.seq == expected.seq
+        if pending.amount < 0:
+            version &= item.balance >= -pending.amount
+        entry = item(
+            pending.account_id,
+            ENTRY_PREFIX + pending.entry_id,
+            entry_id=pending.entry_id,
+            entry_seq=new_state.seq,
+            kind=str(pending.kind),
+            amount=pending.amount,
+            balance_after=new_state.balance,
+            created_at=now.isoformat(timespec="milliseconds"),
+            actor_id=pending.actor_id,
+            idempotency_key=pending.idempotency_key,
+            request_hash=pending.request_hash,
+            details=pending.details or None,
+        )
+        is_grant = pending.actor_id != pending.account_id
+        # pynamodb sends condition checks, then puts, then updates: label reasons alike.
+        labels = (["user"] if is_grant else []) + ["entry"] + (["guard"] if is_grant else [])
+        labels.append("account")
         try:
-            record = self._account.get(user_id, ACCOUNT_SK, consistent_read=True)
+            with TransactWrite(connection=item._get_connection().connection) as tx:
+                if is_grant:
+                    tx.condition_check(
+                        self._user, f"USER#{pending.account_id}", condition=self._user.pk.exists()
+                    )
+                tx.save(entry, condition=item.sk.does_not_exist(), return_values=_ALL_OLD)
+                if is_grant:
+                    guard = item(
+                        pending.actor_id,
+                        ENTRY_PREFIX + pending.entry_id,
+                        target_account=pending.account_id,
+                        request_hash=pending.request_hash,
+                        created_at=now.isoformat(timespec="milliseconds"),
+                    )
+                    tx.save(guard, condition=item.sk.does_not_exist(), return_values=_ALL_OLD)
+                tx.update(
+                    account,
+                    actions=[
+                        item.balance.set(new_state.balance),
+                        item.seq.set(new_state.seq),
+                        item.updated_at.set(now.isoformat(timespec="milliseconds")),
+                    ],
+                    condition=version,
+                    return_values=_ALL_OLD,
+                )
+        except TransactWriteError as exc:
+            return self._explain(exc, labels)
+        return Written(_entry(entry))
+
+    def _explain(self, exc: TransactWriteError, labels: list[str]) -> WriteOutcome:
+        if exc.cause_response_code != "TransactionCanceledException":
+            raise exc
+        reasons = dict(zip(labels, exc.cancellation_reasons, strict=False))
+        failed = {
+            label: reason
+            for label, reason in reasons.items()
+            if reason is not None and reason.code == "ConditionalCheckFailed"
+        }
+        # A taken slot wins over everything else: a replay must answer as the original did.
+        for label in ("entry", "guard"):
+            if label in failed:
+                return self._slot_taken(failed[label].raw_item)
+        if "user" in failed:
+            return UserMissing()
+        if "account" in failed:
+            raw = failed["account"].raw_item
+            return StaleVersion(_state(self._item.from_raw_data(raw) if raw else None))
+        if any(
+            reason is not None and reason.code == "TransactionConflict"
+            for reason in exc.cancellation_reasons
+        ):
+            return Contended()
+        raise exc
+
+    def _slot_taken(self, raw: dict[str, Any] | None) -> WriteOutcome:
+        if raw is None:  # DynamoDB always returns ALL_OLD here; be safe rather than wrong
+            raise RuntimeError("idempotency slot taken but not returned")
+        slot = self._item.from_raw_data(raw)
+        if slot.target_account:  # a guard: the entry lives in the target's account
+            target = self._item.get(str(slot.target_account), str(slot.sk), consistent_read=True)
+            return SlotTaken(_entry(target), str(slot.request_hash))
+        return SlotTaken(_entry(slot), str(slot.request_hash))
+
+    def state(self, account_id: str) -> AccountState:
+        """The account's balance and version, read consistently (0/0 when it has none)."""
+        try:
+            return _state(self._item.get(account_id, ACCOUNT_SK, consistent_read=True))
         except DoesNotExist:
-            return 0
-        return int(record.balance)
+            return AccountState(balance=0, seq=0)
+
+    def balance(self, account_id: str) -> int:
+        """The account's current balance."""
+        return self.state(account_id).balance
+
+    def entries(self, account_id: str, limit: int, before_seq: int | None) -> list[LedgerEntry]:
+        """Up to `limit` entries, newest first, all older than `before_seq` when given."""
+        condition = None if before_seq is None else _LedgerItem.entry_seq < before_seq
+        items = self._item.by_seq.query(
+            account_id,
+            range_key_condition=condition,
+            scan_index_forward=False,
+            limit=limit,
+            consistent_read=True,
+        )
+        return [_entry(item) for item in items]
+
+    def scan_accounts(self) -> Iterator[tuple[str, AccountState | None, list[LedgerEntry]]]:
+        """Every account with its state and all its entries (for ledger verification).
+
+        Reads the whole table: an operator's tool, not a request path.
+        """
+        grouped: dict[str, tuple[list[AccountState], list[LedgerEntry]]] = {}
+        for item in self._item.scan(consistent_read=True):
+            states, entries = grouped.setdefault(str(item.account_id), ([], []))
+            if item.sk == ACCOUNT_SK:
+                states.append(_state(item))
+            elif item.entry_seq is not None:
+                entries.append(_entry(item))
+        for account_id, (states, entries) in sorted(grouped.items()):
+            yield account_id, (states[0] if states else None), entries

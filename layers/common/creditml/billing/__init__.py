@@ -1,0 +1,1 @@
+"""Credits: the ledger, top-ups, and the billing service."""

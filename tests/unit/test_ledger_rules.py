@@ -1,0 +1,190 @@
+"""The ledger's decisions, against a scripted store (no AWS): replays, reuse, insufficient
+credits, stale versions, and bounded, jittered retries on TransactionConflict."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from creditml.billing import ledger as ledger_module
+from creditml.billing.entries import AccountState, EntryKind, LedgerEntry, PendingEntry
+from creditml.billing.ledger import Ledger, entry_id_for, request_hash
+from creditml.errors import IdempotencyKeyReused, InsufficientCredits, LedgerBusy, UserNotFound
+from creditml.storage.ledger import (
+    Contended,
+    SlotTaken,
+    StaleVersion,
+    UserMissing,
+    WriteOutcome,
+    Written,
+)
+
+
+def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
+    return LedgerEntry(
+        id=pending.entry_id,
+        account_id=pending.account_id,
+        sequence=expected.seq + 1,
+        kind=pending.kind,
+        amount=pending.amount,
+        balance_after=expected.balance + pending.amount,
+        created_at=datetime.now(UTC),
+        actor_id=pending.actor_id,
+        idempotency_key=pending.idempotency_key,
+    )
+
+
+class ScriptedStore:
+    """Answers writes from a script; records what was expected each time."""
+
+    def __init__(self, *script: WriteOutcome | None) -> None:
+        self.script = list(script)
+        self.expected: list[AccountState] = []
+
+    def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome:
+        self.expected.append(expected)
+        outcome = self.script.pop(0) if self.script else None
+        return outcome or Written(_entry(pending, expected))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def _ledger(store: ScriptedStore, clock: Clock | None = None) -> Ledger:
+    clock = clock or Clock()
+    return Ledger(store, sleep=clock.sleep, jitter=lambda low, high: high)
+
+
+def test_entry_ids_are_per_actor_and_key() -> None:
+    assert entry_id_for("u1", "k") == entry_id_for("u1", "k")
+    assert entry_id_for("u1", "k") != entry_id_for("u2", "k")
+    assert entry_id_for("u1", "k") != entry_id_for("u1", "k2")
+    assert len(entry_id_for("u1", "k")) == 32
+
+
+def test_request_hash_ignores_member_order_but_not_values() -> None:
+    assert request_hash("op", {"a": 1, "b": 2}) == request_hash("op", {"b": 2, "a": 1})
+    assert request_hash("op", {"a": 1}) != request_hash("op", {"a": 2})
+    assert request_hash("op", {"a": 1}) != request_hash("other", {"a": 1})
+
+
+def test_a_warm_account_is_one_write() -> None:
+    store = ScriptedStore()
+    ledger = _ledger(store)
+    ledger.credit("u1", 50, EntryKind.GRANT, actor_id="admin", idempotency_key="k1", request="h")
+    entry, replayed = ledger.debit("u1", 5, idempotency_key="k2", request="h2")
+    assert (entry.balance_after, entry.sequence, replayed) == (45, 2, False)
+    # The second write already expected the state the first one left: no retry, no read.
+    assert store.expected == [AccountState(0, 0), AccountState(50, 1)]
+
+
+def test_stale_guess_is_corrected_from_the_failed_write() -> None:
+    store = ScriptedStore(StaleVersion(AccountState(balance=70, seq=4)))
+    entry, _ = _ledger(store).debit("u1", 20, idempotency_key="k", request="h")
+    assert (entry.balance_after, entry.sequence) == (50, 5)
+    assert store.expected == [AccountState(0, 0), AccountState(70, 4)]
+
+
+def test_insufficient_credits_carry_balance_and_required() -> None:
+    store = ScriptedStore(StaleVersion(AccountState(balance=3, seq=2)))
+    with pytest.raises(InsufficientCredits) as caught:
+        _ledger(store).debit("u1", 5, idempotency_key="k", request="h")
+    assert caught.value.extra == {"balance": 3, "required": 5}
+    assert len(store.expected) == 1
+
+
+def test_same_key_same_request_replays_the_original() -> None:
+    original = LedgerEntry(
+        id="e",
+        account_id="u1",
+        sequence=1,
+        kind=EntryKind.DEBIT,
+        amount=-5,
+        balance_after=5,
+        created_at=datetime.now(UTC),
+        actor_id="u1",
+        idempotency_key="k",
+    )
+    entry, replayed = _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
+        "u1", 5, idempotency_key="k", request="h"
+    )
+    assert (entry, replayed) == (original, True)
+
+
+def test_same_key_other_request_is_refused() -> None:
+    original = LedgerEntry(
+        id="e",
+        account_id="u1",
+        sequence=1,
+        kind=EntryKind.DEBIT,
+        amount=-5,
+        balance_after=5,
+        created_at=datetime.now(UTC),
+        actor_id="u1",
+        idempotency_key="k",
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
+            "u1", 7, idempotency_key="k", request="other"
+        )
+
+
+def test_grant_to_missing_user_is_user_not_found() -> None:
+    with pytest.raises(UserNotFound):
+        _ledger(ScriptedStore(UserMissing())).credit(
+            "ghost", 5, EntryKind.GRANT, actor_id="admin", idempotency_key="k", request="h"
+        )
+
+
+def test_conflicts_are_retried_with_growing_jittered_backoff() -> None:
+    clock = Clock()
+    store = ScriptedStore(Contended(), Contended(), Contended())
+    entry, _ = _ledger(store, clock).credit(
+        "u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
+    )
+    assert entry.balance_after == 5
+    assert clock.sleeps == [0.02, 0.04, 0.08]  # jitter stubbed to its upper bound
+
+
+def test_conflict_retries_are_bounded() -> None:
+    clock = Clock()
+    store = ScriptedStore(*[Contended()] * 50)
+    with pytest.raises(LedgerBusy):
+        _ledger(store, clock).credit(
+            "u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
+        )
+    assert len(clock.sleeps) == ledger_module.MAX_CONFLICT_RETRIES
+    assert max(clock.sleeps) <= ledger_module.BACKOFF_CAP_SECONDS
+
+
+def test_endless_staleness_is_bounded() -> None:
+    store = ScriptedStore(*[StaleVersion(AccountState(100, n)) for n in range(100)])
+    with pytest.raises(LedgerBusy):
+        _ledger(store).debit("u1", 5, idempotency_key="k", request="h")
+    assert len(store.expected) == ledger_module.MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("amount", [0, 1.5, True, "5"])
+def test_only_non_zero_integers_move(amount: object) -> None:
+    with pytest.raises(ValueError, match="integer"):
+        _ledger(ScriptedStore()).credit(
+            "u1",
+            amount,
+            EntryKind.TOP_UP,
+            actor_id="u1",  # type: ignore[arg-type]
+            idempotency_key="k",
+            request="h",
+        )
+
+
+def test_debit_kind_cannot_be_credited() -> None:
+    with pytest.raises(ValueError, match="not a credit"):
+        _ledger(ScriptedStore()).credit(
+            "u1", 5, EntryKind.DEBIT, actor_id="u1", idempotency_key="k", request="h"
+        )
