@@ -58,6 +58,17 @@ def test_invoke_against_the_running_stack(stack: RunningStack) -> None:
     assert json.loads(str(promoted["body"]))["role"] == "publisher"
 
 
+def test_invoke_billing_events(stack: RunningStack) -> None:
+    granted = _invoke("billing", "-e", "events/billing_grant.json", "--as", "admin")
+    assert granted["statusCode"] == 201
+    assert json.loads(str(granted["body"]))["kind"] == "grant"
+    balance = _invoke("billing", "-e", "events/billing_balance.json")
+    assert balance["statusCode"] == 200
+    assert json.loads(str(balance["body"]))["balance"] >= 1250
+    page = _invoke("billing", "-e", "events/billing_transactions.json")
+    assert json.loads(str(page["body"]))["items"][0]["kind"] == "grant"
+
+
 def test_invoke_without_a_running_stack_brings_up_its_own(project_copy: Path) -> None:
     event = ROOT / "events" / "auth_register.json"
     response = _invoke("auth", "-e", str(event), cwd=project_copy)
