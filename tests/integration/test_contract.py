@@ -28,7 +28,7 @@ def test_template_declares_http_functions(template: Template) -> None:
     assert set(HTTP_FUNCTIONS) <= set(template.functions)
 
 
-HTTP_FUNCTIONS = ["AuthFunction", "BillingFunction", "DocsFunction"]
+HTTP_FUNCTIONS = ["AuthFunction", "BillingFunction", "DocsFunction", "ModelsFunction"]
 
 
 @pytest.mark.parametrize("function", HTTP_FUNCTIONS)

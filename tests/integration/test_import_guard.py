@@ -20,7 +20,9 @@ print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].s
 """
 
 
-@pytest.mark.parametrize("function", ["AuthFunction", "BillingFunction", "DocsFunction"])
+@pytest.mark.parametrize(
+    "function", ["AuthFunction", "BillingFunction", "DocsFunction", "ModelsFunction"]
+)
 def test_function_import_loads_no_ml_libraries(template: Template, function: str) -> None:
     path = template.functions[function].module_path
     result = subprocess.run(
@@ -47,3 +49,12 @@ def test_probe_detects_a_heavy_import() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "json"
+
+
+def test_only_model_loading_functions_attach_the_ml_layer(template: Template) -> None:
+    with_ml = {
+        name
+        for name, resource in template.resources_of("AWS::Serverless::Function").items()
+        if {"Ref": "MlLayer"} in resource["Properties"].get("Layers", [])
+    }
+    assert with_ml == {"RegisterModelFunction"}

@@ -82,28 +82,28 @@ def _invoke(args: argparse.Namespace) -> int:
     template = Template(find_template(args.template))
     spec = _function(template, args.function)
     event_text = Path(args.event).read_text(encoding="utf-8")
-    state = read_state(template.root)
-    ephemeral: LocalStack | None = None
-    if state is not None:
-        apply_environment(state.environment)
-        who = {"demo": state.demo_user_email, "admin": state.admin_email}
-    else:
-        # No stack is running: bring one up just for this invocation.
-        ephemeral = LocalStack(template, port=0)
-        ephemeral.start()
-        who = {"admin": ephemeral.accounts[0].email, "demo": ephemeral.accounts[1].email}
-    try:
-        event = json.loads(
-            _fill_placeholders(event_text, who.get(args.as_user, args.as_user), who["demo"])
-        )
-        # Like `sam local invoke`: the function's logs and metrics go to stderr, so stdout
-        # holds only the response.
-        with contextlib.redirect_stdout(sys.stderr):
+    response_out = sys.stdout
+    # Like `sam local invoke`: logs and metrics (the function's, and a throwaway stack's)
+    # go to stderr, so stdout holds only the response.
+    with contextlib.redirect_stdout(sys.stderr):
+        state = read_state(template.root)
+        ephemeral: LocalStack | None = None
+        if state is not None:
+            apply_environment(state.environment)
+            who = {"demo": state.demo_user_email, "admin": state.admin_email}
+        else:
+            # No stack is running: bring one up just for this invocation.
+            ephemeral = LocalStack(template, port=0)
+            ephemeral.start()
+            who = {"admin": ephemeral.accounts[0].email, "demo": ephemeral.accounts[1].email}
+        try:
+            caller = who.get(args.as_user, args.as_user)
+            event = json.loads(_fill_placeholders(event_text, caller, who["demo"]))
             response = invoke(spec, event)
-    finally:
-        if ephemeral is not None:
-            ephemeral.stop()
-    _out(json.dumps(response, indent=2))
+        finally:
+            if ephemeral is not None:
+                ephemeral.stop()
+    response_out.write(json.dumps(response, indent=2) + "\n")
     return 0
 
 

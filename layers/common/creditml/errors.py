@@ -93,6 +93,24 @@ class TopUpTooLarge(DomainError):
         super().__init__(f"One top-up may add at most {maximum} credits.", maximum=maximum)
 
 
+class ModelNotFound(DomainError):
+    status = 404
+    code = "model_not_found"
+    title = "Model not found"
+
+
+class ModelNotReady(DomainError):
+    status = 409
+    code = "model_not_ready"
+    title = "The model has no version ready for predictions yet"
+
+
+class ModelArchived(DomainError):
+    status = 410
+    code = "model_archived"
+    title = "The model is archived and takes no predictions"
+
+
 class IdempotencyKeyRequired(DomainError):
     status = 400
     code = "idempotency_key_required"

@@ -26,6 +26,17 @@ class Settings(BaseModel):
     # How long a fetched signing secret is trusted before it is read again (rotation window).
     jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)
     jwt_issuer: str = Field("creditml", alias="JWT_ISSUER")
+    models_table: str = Field("creditml-models", alias="MODELS_TABLE")
+    model_parts_table: str = Field("creditml-model-parts", alias="MODEL_PARTS_TABLE")
+    uploads_bucket: str = Field("creditml-uploads", alias="UPLOADS_BUCKET")
+    models_bucket: str = Field("creditml-models", alias="MODELS_BUCKET")
+    model_key_id: str = Field("alias/creditml-models", alias="MODEL_KEY_ID")
+    # DynamoDB items max out at 400 KB; the small part shares its item with a few hundred
+    # bytes of key, nonce and digest.
+    small_size_kb: int = Field(3, alias="SMALL_SIZE_KB", ge=1, le=350)
+    max_model_bytes: int = Field(200 * 1024 * 1024, alias="MAX_MODEL_BYTES", gt=0)
+    upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=43200)
+    model_cache_bytes: int = Field(512 * 1024 * 1024, alias="MODEL_CACHE_BYTES", ge=0)
     max_top_up_credits: int = Field(1_000_000, alias="MAX_TOP_UP_CREDITS", gt=0)
     access_token_ttl_seconds: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", gt=0, le=3600)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", gt=0)

@@ -11,12 +11,12 @@ from fastapi.openapi.utils import get_openapi
 
 import creditml
 from creditml.api.app import API_DESCRIPTION, API_TITLE
-from creditml.api.routes import auth, billing
+from creditml.api.routes import auth, billing, models
 
 
 def all_routers() -> list[APIRouter]:
     """The routers of every HTTP function that serves the public API."""
-    return [auth.router, billing.router]
+    return [auth.router, billing.router, models.router]
 
 
 @cache

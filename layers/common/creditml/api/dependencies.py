@@ -5,6 +5,7 @@ dependencies that hand them to routes.
 from __future__ import annotations
 
 import re
+import sys
 from functools import cache, lru_cache
 from typing import Annotated
 
@@ -23,8 +24,11 @@ from creditml.errors import (
     InvalidIdempotencyKey,
     NotAuthenticated,
 )
+from creditml.models.service import ModelService
 from creditml.settings import get_settings, reset_settings
 from creditml.storage.ledger import LedgerRepository
+from creditml.storage.model_parts import Uploads
+from creditml.storage.models import ModelRepository
 from creditml.storage.secrets import SigningKeyStore
 from creditml.storage.sessions import SessionRepository
 from creditml.storage.users import UserRepository
@@ -74,6 +78,17 @@ def billing_service() -> BillingService:
 
 
 @cache
+def model_service() -> ModelService:
+    settings = get_settings()
+    return ModelService(
+        models=ModelRepository(settings.models_table),
+        uploads=Uploads(settings.uploads_bucket),
+        max_bytes=settings.max_model_bytes,
+        url_ttl=settings.upload_url_ttl_seconds,
+    )
+
+
+@cache
 def auth_service() -> AuthService:
     settings = get_settings()
     return AuthService(
@@ -86,12 +101,16 @@ def auth_service() -> AuthService:
 
 def reset_dependencies() -> None:
     """Forget every cached service and the settings (for tests and the local stack)."""
+    wiring = sys.modules.get("creditml.models.wiring")  # only where the ML layer is loaded
+    if wiring is not None:
+        wiring.reset_model_wiring()
     for factory in (
         signing_keys,
         _signer_for,
         ledger_store,
         ledger,
         billing_service,
+        model_service,
         auth_service,
     ):
         factory.cache_clear()

@@ -99,12 +99,24 @@ def _generate_secret(spec: Mapping[str, Any]) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def pseudo_parameters(stack_name: str) -> dict[str, str]:
+    return {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
 def provision(template: Template, prefix: str, session: boto3.Session | None = None) -> Provisioned:
     """Create every table, bucket, KMS key and secret of `template` (from its own definitions)
-    in whatever AWS `session` reaches: the embedded server, or moto's in-process mock."""
+    in whatever AWS `session` reaches: the embedded server, or moto's in-process mock.
+    `prefix` also stands for the stack name."""
     session = session or boto3.Session(region_name=REGION)
     physical: dict[str, str] = {}
     attributes: dict[str, dict[str, str]] = {}
+    names = Resolver(template, {}, {}, pseudo_parameters(prefix))
     dynamodb = session.client("dynamodb")
     for logical_id, resource in template.resources_of("AWS::DynamoDB::Table").items():
         name = f"{prefix}-{logical_id}"
@@ -112,8 +124,9 @@ def provision(template: Template, prefix: str, session: boto3.Session | None = N
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": _table_arn(name)}
     s3 = session.client("s3")
-    for logical_id in template.resources_of("AWS::S3::Bucket"):
-        name = f"{prefix}-{logical_id}".lower()
+    for logical_id, resource in template.resources_of("AWS::S3::Bucket").items():
+        given = resource.get("Properties", {}).get("BucketName")
+        name = str(names.resolve(given)) if given else f"{prefix}-{logical_id}".lower()
         s3.create_bucket(Bucket=name)
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": name}
@@ -141,14 +154,9 @@ def function_environment(
     All functions share one process locally, so their variables are merged; a variable that
     two functions set differently cannot be emulated and is refused.
     """
-    pseudo = {
-        "AWS::Region": REGION,
-        "AWS::AccountId": ACCOUNT_ID,
-        "AWS::StackName": stack_name,
-        "AWS::Partition": "aws",
-        "AWS::URLSuffix": "amazonaws.com",
-    }
-    resolver = Resolver(template, provisioned.physical, provisioned.attributes, pseudo)
+    resolver = Resolver(
+        template, provisioned.physical, provisioned.attributes, pseudo_parameters(stack_name)
+    )
     merged: dict[str, str] = {}
     for spec in template.functions.values():
         for name, value in resolver.resolve(dict(spec.environment)).items():

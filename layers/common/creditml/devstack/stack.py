@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from creditml.billing.entries import EntryKind
 from creditml.billing.ledger import request_hash
 from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
 from creditml.devstack.gateway import Gateway
+from creditml.devstack.s3events import S3EventPump, subscribe
 from creditml.devstack.template import Template
 from creditml.errors import EmailTaken
 from creditml.settings import get_settings
@@ -25,6 +27,7 @@ STACK_NAME = "creditml-local"
 DEFAULT_ADMIN_EMAIL = "admin@creditml.local"
 DEFAULT_DEMO_EMAIL = "demo@creditml.local"
 DEMO_CREDITS = 1_000
+DEMO_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,40 @@ def seed_credits(admin: DemoAccount, user: DemoAccount, amount: int) -> None:
     )
 
 
+def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
+    """Register an iris classifier through the real path: create the model, upload the file
+    to the uploads bucket, and let the S3 event reach register_model. Returns its id."""
+    import io
+
+    import joblib
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from creditml.api.dependencies import model_service
+    from creditml.auth.tokens import AccessClaims
+    from creditml.models.service import upload_key
+    from creditml.storage.model_parts import Uploads
+
+    iris = load_iris()
+    model = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
+    # Fitted on a plain array (no pandas here); record the names clients may use.
+    model.feature_names_in_ = np.array(DEMO_FEATURES, dtype=object)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    caller = AccessClaims(admin.user_id, Role.ADMIN, 0)
+    ticket = model_service().create(
+        caller, "iris-demo", "Iris species from sepal and petal sizes (logistic regression)", 1
+    )
+    Uploads(get_settings().uploads_bucket).put(upload_key(ticket.model.id, 1), buffer.getvalue())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if model_service().show(caller, ticket.model.id).serving_version == 1:
+            return ticket.model.id
+        time.sleep(0.05)
+    raise RuntimeError("the demo model did not register in time")
+
+
 class LocalStack:
     """Start with `start()`, stop with `stop()`; `accounts` lists the seeded demo logins."""
 
@@ -108,9 +145,16 @@ class LocalStack:
         self.aws: EmbeddedAws | None = None
         self.gateway: Gateway | None = None
         self.accounts: list[DemoAccount] = []
+        self.events: S3EventPump | None = None
+        self.demo_model_id: str | None = None
         self._gateway_thread: threading.Thread | None = None
 
-    def start(self, admin_email: str | None = None, admin_password: str | None = None) -> None:
+    def start(
+        self,
+        admin_email: str | None = None,
+        admin_password: str | None = None,
+        seed_model: bool = True,
+    ) -> None:
         # The embedded AWS only ever listens on loopback, whatever host the API binds.
         self.aws = EmbeddedAws().start()
         environment = aws_environment(self.aws.endpoint)
@@ -128,6 +172,10 @@ class LocalStack:
             seed_account(DEFAULT_DEMO_EMAIL, secrets.token_urlsafe(12), Role.USER),
         ]
         seed_credits(self.accounts[0], self.accounts[1], DEMO_CREDITS)
+        self.events = S3EventPump(subscribe(self.template, provisioned.physical, STACK_NAME))
+        self.events.start()
+        if seed_model:
+            self.demo_model_id = seed_demo_model(self.accounts[0])
         self.gateway = Gateway(self.template, self._host, self._port)
         self._gateway_thread = threading.Thread(
             target=self.gateway.serve_forever, name="gateway", daemon=True
@@ -141,6 +189,8 @@ class LocalStack:
         return self.gateway.url
 
     def stop(self) -> None:
+        if self.events is not None:
+            self.events.stop()
         if self.gateway is not None:
             self.gateway.shutdown()
             self.gateway.server_close()

@@ -1,0 +1,104 @@
+"""Routes of the models function: /models and /models/{id}."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, status
+
+from creditml.api.dependencies import Principal, model_service
+from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.models.api_schemas import (
+    ModelCreate,
+    ModelList,
+    ModelPublic,
+    ModelUpdate,
+    Upload,
+    UploadCreated,
+)
+from creditml.models.service import ModelService, UploadTicket
+
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["models"])
+ModelId = Annotated[str, Path(min_length=1, max_length=64)]
+Service = Annotated[ModelService, Depends(model_service)]
+
+
+def _problem(description: str) -> dict[str, object]:
+    return {"model": Problem, "description": description}
+
+
+def _created(ticket: UploadTicket) -> UploadCreated:
+    return UploadCreated(
+        model_id=ticket.model.id,
+        version=ticket.version,
+        upload=Upload(
+            url=ticket.url,
+            fields=ticket.fields,
+            expires_in=ticket.expires_in,
+            max_bytes=ticket.max_bytes,
+        ),
+    )
+
+
+@router.post(
+    "/models",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadCreated,
+    responses={403: _problem("Caller is not a publisher or admin")},
+)
+def create_model(body: ModelCreate, principal: Principal, service: Service) -> UploadCreated:
+    """Create a model (version 1, `pending`) and get a presigned S3 POST for its joblib file.
+    Once the file lands, registration validates it without running it; the model turns
+    `ready` or `rejected` with a reason (see GET /models/{id})."""
+    return _created(service.create(principal, body.name, body.description, body.price))
+
+
+@router.post(
+    "/models/{id}/versions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadCreated,
+    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+)
+def create_version(id: ModelId, principal: Principal, service: Service) -> UploadCreated:
+    """Open the next version of a model and get a presigned POST for its file. The previous
+    ready version keeps serving until the new one is ready."""
+    return _created(service.new_version(principal, id))
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(principal: Principal, service: Service) -> ModelList:
+    """Models ready for predictions, plus all of the caller's own."""
+    return ModelList(items=[ModelPublic.of(model) for model in service.visible(principal)])
+
+
+@router.get(
+    "/models/{id}",
+    response_model=ModelPublic,
+    responses={404: _problem("No such model (or not visible to the caller)")},
+)
+def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
+    """Status (pending/ready/rejected with a reason, or archived), price, owner, versions and
+    the input schema of the serving version."""
+    return ModelPublic.of(service.show(principal, id), with_versions=True)
+
+
+@router.patch(
+    "/models/{id}",
+    response_model=ModelPublic,
+    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+)
+def update_model(
+    id: ModelId, body: ModelUpdate, principal: Principal, service: Service
+) -> ModelPublic:
+    """Change the price or description (owner or admin)."""
+    return ModelPublic.of(service.update(principal, id, body.price, body.description), True)
+
+
+@router.delete(
+    "/models/{id}",
+    response_model=ModelPublic,
+    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+)
+def archive_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
+    """Archive a model (owner or admin): it leaves the catalogue and takes no predictions."""
+    return ModelPublic.of(service.archive(principal, id), True)

@@ -1,0 +1,9 @@
+"""Why a model upload was refused (the reason is shown to its publisher)."""
+
+from __future__ import annotations
+
+
+class ModelRejected(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

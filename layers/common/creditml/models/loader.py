@@ -1,0 +1,66 @@
+"""Load registered models for prediction: fetch both parts, unwrap the data key with KMS,
+decrypt and verify, load through the allowlist; keep them in an LRU cache bounded by bytes,
+keyed by (model id, version), so a warm invocation makes no S3 or KMS call."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from creditml.models.crypto import DataKeys, unseal
+from creditml.models.safe_loading import load_model
+from creditml.storage.model_parts import ModelParts
+
+
+class ModelCache:
+    """Least-recently-used models, evicted when their file sizes exceed `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> Any | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[str, int], model: Any, size: int) -> None:
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (model, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ModelLoader:
+    def __init__(self, parts: ModelParts, keys: DataKeys, cache: ModelCache) -> None:
+        self._parts = parts
+        self._keys = keys
+        self.cache = cache
+
+    def load(self, model_id: str, version: int) -> tuple[Any, bool]:
+        """The model object and whether it came from the cache."""
+        cached = self.cache.get((model_id, version))
+        if cached is not None:
+            return cached, True
+        sealed = self._parts.fetch(model_id, version)
+        plaintext = unseal(sealed, model_id, version, self._keys)
+        model = load_model(plaintext)
+        self.cache.put((model_id, version), model, len(plaintext))
+        return model, False

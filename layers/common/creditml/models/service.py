@@ -1,0 +1,111 @@
+"""The models service: create models and versions (with presigned uploads), list, show,
+update and archive. Never touches model parts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from creditml.auth.roles import Role, role_satisfies
+from creditml.auth.tokens import AccessClaims
+from creditml.errors import Forbidden, ModelNotFound
+from creditml.models.records import Model
+from creditml.storage.models import ModelRepository
+
+
+class UploadSigner(Protocol):
+    def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]: ...
+
+
+def upload_key(model_id: str, version: int) -> str:
+    """Where a version's file is uploaded; register_model parses it back."""
+    return f"{model_id}/{version}/model.joblib"
+
+
+def parse_upload_key(key: str) -> tuple[str, int] | None:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[2] != "model.joblib" or not parts[1].isdigit():
+        return None
+    try:
+        return str(uuid.UUID(parts[0])), int(parts[1])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    model: Model
+    version: int
+    url: str
+    fields: dict[str, str]
+    expires_in: int
+    max_bytes: int
+
+
+class ModelService:
+    def __init__(
+        self, models: ModelRepository, uploads: UploadSigner, max_bytes: int, url_ttl: int
+    ) -> None:
+        self._models = models
+        self._uploads = uploads
+        self._max_bytes = max_bytes
+        self._url_ttl = url_ttl
+
+    def create(
+        self, caller: AccessClaims, name: str, description: str | None, price: int
+    ) -> UploadTicket:
+        """A new model (version 1, pending) and a presigned POST to upload its file."""
+        if not role_satisfies(caller.role, Role.PUBLISHER):
+            raise Forbidden("Only publishers and admins may upload models.")
+        model = self._models.create(str(uuid.uuid4()), name, description, caller.user_id, price)
+        return self._ticket(model, 1)
+
+    def new_version(self, caller: AccessClaims, model_id: str) -> UploadTicket:
+        """The next version of an existing model, pending its upload."""
+        model = self._owned(caller, model_id)
+        version = self._models.add_version(model.id, model.latest_version)
+        return self._ticket(self._models.get(model.id), version)
+
+    def visible(self, caller: AccessClaims) -> list[Model]:
+        """Ready models in the catalogue plus every model the caller owns; admins see all
+        models they own and the catalogue (archived models of others are not listed)."""
+        found = {model.id: model for model in self._models.catalog()}
+        found.update({model.id: model for model in self._models.owned_by(caller.user_id)})
+        return sorted(found.values(), key=lambda model: model.created_at, reverse=True)
+
+    def show(self, caller: AccessClaims, model_id: str) -> Model:
+        """A model's details. Others' models are visible while they serve and are not
+        archived; otherwise they do not exist for the caller (404, not 403)."""
+        model = self._models.get(model_id)
+        if self._may_manage(caller, model) or (model.serving_version and not model.archived):
+            return model
+        raise ModelNotFound()
+
+    def update(
+        self, caller: AccessClaims, model_id: str, price: int | None, description: str | None
+    ) -> Model:
+        self._owned(caller, model_id)
+        return self._models.update(model_id, price, description)
+
+    def archive(self, caller: AccessClaims, model_id: str) -> Model:
+        self._owned(caller, model_id)
+        return self._models.archive(model_id)
+
+    def _owned(self, caller: AccessClaims, model_id: str) -> Model:
+        model = self.show(caller, model_id)
+        if not self._may_manage(caller, model):
+            raise Forbidden("Only the model's owner or an admin may change it.")
+        return model
+
+    @staticmethod
+    def _may_manage(caller: AccessClaims, model: Model) -> bool:
+        return caller.role is Role.ADMIN or model.owner_id == caller.user_id
+
+    def _ticket(self, model: Model, version: int) -> UploadTicket:
+        post = self._uploads.presigned_post(
+            upload_key(model.id, version), self._max_bytes, self._url_ttl
+        )
+        return UploadTicket(
+            model, version, post["url"], dict(post["fields"]), self._url_ttl, self._max_bytes
+        )

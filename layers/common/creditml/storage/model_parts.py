@@ -1,0 +1,161 @@
+"""Where a registered model's bytes live: the small part (with the wrapped data key, nonce
+and digest) in the parts table, the big part in the models bucket. Also the uploads bucket
+(presigned POSTs, reading and deleting uploads) and KMS data keys."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from creditml.models.crypto import ModelIntegrityError, SealedModel
+from creditml.storage.tables import bind_table
+
+
+class _PartsItem(Model):
+    model_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+    small = BinaryAttribute(legacy_encoding=False)
+    wrapped_key = BinaryAttribute(legacy_encoding=False)
+    nonce = BinaryAttribute(legacy_encoding=False)
+    digest = UnicodeAttribute()
+    big_key = UnicodeAttribute()
+    big_size = NumberAttribute()
+
+
+class ModelParts:
+    """Stores and fetches the two parts of sealed models."""
+
+    def __init__(self, table_name: str, bucket: str) -> None:
+        self._item = bind_table(_PartsItem, table_name)
+        self._bucket = bucket
+
+    @cached_property
+    def _s3(self) -> Any:
+        return boto3.client("s3")
+
+    def put_big(self, model_id: str, version: int, sealed: SealedModel) -> str:
+        """Upload the big part under a key of its own (a duplicate registration running at
+        the same time can never overwrite it); returns the key."""
+        key = f"{model_id}/{version}/{uuid.uuid4().hex}.part"
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=sealed.big)
+        return key
+
+    def delete_big(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+    def small_item_writer(
+        self, model_id: str, version: int, sealed: SealedModel, big_key: str
+    ) -> Any:
+        """A callable that adds the small-part put to a pynamodb transaction."""
+        item = self._item(
+            model_id,
+            version,
+            small=sealed.small,
+            wrapped_key=sealed.wrapped_key,
+            nonce=sealed.nonce,
+            digest=sealed.digest,
+            big_key=big_key,
+            big_size=len(sealed.big),
+        )
+
+        def add(tx: TransactWrite) -> None:
+            tx.save(item, condition=self._item.model_id.does_not_exist())
+
+        return add
+
+    @property
+    def connection(self) -> Any:
+        return self._item._get_connection().connection
+
+    def fetch(self, model_id: str, version: int) -> SealedModel:
+        """Both parts of a registered version (two reads: DynamoDB, then S3)."""
+        try:
+            item = self._item.get(model_id, version, consistent_read=True)
+        except DoesNotExist as exc:
+            raise LookupError(f"no parts for {model_id} v{version}") from exc
+        big = self._s3.get_object(Bucket=self._bucket, Key=item.big_key)["Body"].read()
+        return SealedModel(
+            small=bytes(item.small),
+            big=big,
+            nonce=bytes(item.nonce),
+            wrapped_key=bytes(item.wrapped_key),
+            digest=item.digest,
+        )
+
+
+class Uploads:
+    """The uploads bucket: presigned POSTs for publishers, and the registration's reads."""
+
+    def __init__(self, bucket: str) -> None:
+        self._bucket = bucket
+
+    @cached_property
+    def _s3(self) -> Any:
+        return boto3.client("s3")
+
+    def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+        post: dict[str, Any] = self._s3.generate_presigned_post(
+            Bucket=self._bucket,
+            Key=key,
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )
+        return post
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The upload's bytes (at most max_bytes + 1, so oversize is detectable), or None
+        when it is gone (already registered by an earlier delivery of the same event)."""
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key, Range=f"bytes=0-{max_bytes}")[
+                "Body"
+            ]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        data: bytes = body.read()
+        return data
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Upload directly (seeding and tests; publishers use presigned POSTs)."""
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=data)
+
+
+class KmsDataKeys:
+    """Data keys from one KMS key (GenerateDataKey / Decrypt with an encryption context)."""
+
+    def __init__(self, key_id: str) -> None:
+        self._key_id = key_id
+
+    @cached_property
+    def _kms(self) -> Any:
+        return boto3.client("kms")
+
+    def generate(self, context: dict[str, str]) -> tuple[bytes, bytes]:
+        answer = self._kms.generate_data_key(
+            KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=context
+        )
+        return answer["Plaintext"], answer["CiphertextBlob"]
+
+    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
+        try:
+            answer = self._kms.decrypt(
+                CiphertextBlob=wrapped, EncryptionContext=context, KeyId=self._key_id
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "InvalidCiphertextException":
+                raise ModelIntegrityError("the data key belongs to another model") from exc
+            raise
+        plaintext: bytes = answer["Plaintext"]
+        return plaintext

@@ -1,0 +1,293 @@
+"""Model metadata in the models table (pk `model_id`, sk `sk`):
+
+  sk = "MODEL"              name, owner, price, archived, latest and serving version;
+                            `catalog` = "public" while it serves and is not archived
+                            (sparse GSI `catalog`); `owner_id` (GSI `by_owner`)
+  sk = "VERSION#00000001"   status pending/ready/rejected, reason, schema, sizes
+
+Model parts live in another table (creditml.storage.model_parts), which the models API may
+not read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model as PynamoModel
+from pynamodb.transactions import TransactWrite
+
+from creditml.errors import ModelNotFound
+from creditml.models.records import Model, ModelVersion, VersionStatus
+from creditml.models.schema import ModelSchema
+from creditml.storage.tables import bind_table
+
+MODEL_SK = "MODEL"
+PUBLIC = "public"
+
+
+def version_sk(version: int) -> str:
+    return f"VERSION#{version:08d}"
+
+
+class _Catalog(GlobalSecondaryIndex["_ModelItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "catalog"
+        projection = AllProjection()
+
+    catalog = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class _ByOwner(GlobalSecondaryIndex["_ModelItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by_owner"
+        projection = AllProjection()
+
+    owner_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class _ModelItem(PynamoModel):
+    model_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    created_at = UnicodeAttribute()
+    # MODEL
+    name = UnicodeAttribute(null=True)
+    description = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    price = NumberAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    archived = BooleanAttribute(null=True)
+    latest_version = NumberAttribute(null=True)
+    serving_version = NumberAttribute(null=True)
+    catalog = UnicodeAttribute(null=True)
+    # VERSION#
+    version = NumberAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    model_schema = JSONAttribute(null=True)
+    registered_at = UnicodeAttribute(null=True)
+    size_bytes = NumberAttribute(null=True)
+
+    catalog_index = _Catalog()
+    owner_index = _ByOwner()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _version(item: _ModelItem) -> ModelVersion:
+    return ModelVersion(
+        version=int(item.version or 0),
+        status=VersionStatus(str(item.status)),
+        reason=item.reason,
+        created_at=datetime.fromisoformat(item.created_at),
+        registered_at=datetime.fromisoformat(item.registered_at) if item.registered_at else None,
+        size_bytes=int(item.size_bytes) if item.size_bytes is not None else None,
+        model_schema=ModelSchema.model_validate(item.model_schema) if item.model_schema else None,
+    )
+
+
+def _model(item: _ModelItem, versions: list[ModelVersion]) -> Model:
+    return Model(
+        id=str(item.model_id),
+        name=str(item.name),
+        description=item.description,
+        owner_id=str(item.owner_id),
+        price=int(item.price or 0),
+        created_at=datetime.fromisoformat(item.created_at),
+        updated_at=datetime.fromisoformat(str(item.updated_at)),
+        archived=bool(item.archived),
+        latest_version=int(item.latest_version or 0),
+        serving_version=int(item.serving_version) if item.serving_version else None,
+        serving_schema=ModelSchema.model_validate(item.model_schema) if item.model_schema else None,
+        versions=sorted(versions, key=lambda v: v.version, reverse=True),
+    )
+
+
+class ModelRepository:
+    """Reads and writes model metadata and version status."""
+
+    def __init__(self, table_name: str) -> None:
+        self._item = bind_table(_ModelItem, table_name)
+
+    def create(
+        self, model_id: str, name: str, description: str | None, owner_id: str, price: int
+    ) -> Model:
+        """A new model with version 1 pending upload."""
+        now = _now()
+        item = self._item
+        head = item(
+            model_id,
+            MODEL_SK,
+            created_at=now,
+            updated_at=now,
+            name=name,
+            description=description,
+            owner_id=owner_id,
+            price=price,
+            archived=False,
+            latest_version=1,
+        )
+        first = item(
+            model_id, version_sk(1), created_at=now, version=1, status=str(VersionStatus.PENDING)
+        )
+        with TransactWrite(connection=item._get_connection().connection) as tx:
+            tx.save(head, condition=item.sk.does_not_exist())
+            tx.save(first, condition=item.sk.does_not_exist())
+        return self.get(model_id)
+
+    def add_version(self, model_id: str, expected_latest: int) -> int:
+        """Open the next version for upload; returns its number."""
+        item = self._item
+        version = expected_latest + 1
+        now = _now()
+        head = item(model_id, MODEL_SK)
+        with TransactWrite(connection=item._get_connection().connection) as tx:
+            tx.save(
+                item(
+                    model_id,
+                    version_sk(version),
+                    created_at=now,
+                    version=version,
+                    status=str(VersionStatus.PENDING),
+                ),
+                condition=item.sk.does_not_exist(),
+            )
+            tx.update(
+                head,
+                actions=[item.latest_version.set(version), item.updated_at.set(now)],
+                condition=item.latest_version == expected_latest,
+            )
+        return version
+
+    def get(self, model_id: str) -> Model:
+        """The model with all its versions; ModelNotFound otherwise."""
+        items = list(self._item.query(model_id, consistent_read=True))
+        head = next((i for i in items if i.sk == MODEL_SK), None)
+        if head is None:
+            raise ModelNotFound()
+        return _model(head, [_version(i) for i in items if i.sk.startswith("VERSION#")])
+
+    def version_status(self, model_id: str, version: int) -> VersionStatus | None:
+        try:
+            item = self._item.get(model_id, version_sk(version), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return VersionStatus(str(item.status))
+
+    def catalog(self) -> list[Model]:
+        """Models that serve predictions and are not archived (heads only, no versions)."""
+        return [_model(i, []) for i in self._item.catalog_index.query(PUBLIC)]
+
+    def owned_by(self, owner_id: str) -> list[Model]:
+        return [_model(i, []) for i in self._item.owner_index.query(owner_id)]
+
+    def update(self, model_id: str, price: int | None, description: str | None) -> Model:
+        item = self._item
+        actions: list[Any] = [item.updated_at.set(_now())]
+        if price is not None:
+            actions.append(item.price.set(price))
+        if description is not None:
+            actions.append(item.description.set(description))
+        try:
+            item(model_id, MODEL_SK).update(actions=actions, condition=item.sk.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise ModelNotFound() from exc
+            raise
+        return self.get(model_id)
+
+    def archive(self, model_id: str) -> Model:
+        item = self._item
+        try:
+            item(model_id, MODEL_SK).update(
+                actions=[
+                    item.archived.set(True),
+                    item.catalog.remove(),
+                    item.updated_at.set(_now()),
+                ],
+                condition=item.sk.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise ModelNotFound() from exc
+            raise
+        return self.get(model_id)
+
+    def reject(self, model_id: str, version: int, reason: str) -> bool:
+        """Mark a pending version rejected; False when it was not pending (already decided)."""
+        item = self._item
+        try:
+            item(model_id, version_sk(version)).update(
+                actions=[
+                    item.status.set(str(VersionStatus.REJECTED)),
+                    item.reason.set(reason),
+                    item.registered_at.set(_now()),
+                ],
+                condition=item.status == str(VersionStatus.PENDING),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_ready_with(
+        self, model_id: str, version: int, schema: ModelSchema, size: int, parts_put: Any
+    ) -> bool:
+        """In ONE transaction: store the parts item (`parts_put(tx)` adds it), mark the
+        pending version ready, and make it the serving version unless a newer one serves or
+        the model is archived. False when the version was no longer pending."""
+        item = self._item
+        now = _now()
+        ready = [
+            item.status.set(str(VersionStatus.READY)),
+            item.model_schema.set(schema.model_dump()),
+            item.registered_at.set(now),
+            item.size_bytes.set(size),
+        ]
+        promote = [
+            item.serving_version.set(version),
+            item.catalog.set(PUBLIC),
+            item.model_schema.set(schema.model_dump()),
+            item.updated_at.set(now),
+        ]
+        newer_serving = (
+            item.serving_version.does_not_exist() | (item.serving_version < version)
+        ) & (item.archived == False)  # noqa: E712
+        for with_promotion in (True, False):
+            try:
+                with TransactWrite(connection=item._get_connection().connection) as tx:
+                    parts_put(tx)
+                    tx.update(
+                        item(model_id, version_sk(version)),
+                        actions=ready,
+                        condition=item.status == str(VersionStatus.PENDING),
+                    )
+                    if with_promotion:
+                        tx.update(
+                            item(model_id, MODEL_SK), actions=promote, condition=newer_serving
+                        )
+                return True
+            except TransactWriteError as exc:
+                reasons = [r.code if r else None for r in exc.cancellation_reasons]
+                # order: parts put, version update, model update
+                if len(reasons) >= 2 and reasons[1] == "ConditionalCheckFailed":
+                    return False
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    return False
+                if with_promotion and reasons[-1:] == ["ConditionalCheckFailed"]:
+                    continue
+                raise
+        return False

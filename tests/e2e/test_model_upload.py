@@ -1,0 +1,120 @@
+"""Publishing a model as a publisher would: create it, POST the file to the presigned URL
+(multipart, straight to S3), and watch it turn ready, over real HTTP on the local stack."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.models.hostile import hostile_files
+
+PASSWORD = "correct horse battery"
+ROWS = np.random.default_rng(3).normal(size=(80, 5))
+
+
+def _login(http: httpx.Client, email: str, password: str = PASSWORD) -> str:
+    response = http.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _publisher(http: httpx.Client) -> str:
+    email = f"pub-{uuid.uuid4().hex[:8]}@example.com"
+    user = http.post("/auth/register", json={"email": email, "password": PASSWORD}).json()
+    admin = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    promoted = http.patch(f"/users/{user['id']}", json={"role": "publisher"}, headers=_auth(admin))
+    assert promoted.status_code == 200
+    return _login(http, email)
+
+
+def _file(model: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def _publish(http: httpx.Client, token: str, data: bytes) -> str:
+    created = http.post("/models", json={"name": "e2e", "price": 2}, headers=_auth(token))
+    assert created.status_code == 201, created.text
+    upload = created.json()["upload"]
+    posted = httpx.post(
+        upload["url"], data=upload["fields"], files={"file": ("model.joblib", data)}, timeout=60
+    )
+    assert posted.status_code in (200, 201, 204), posted.text
+    return str(created.json()["model_id"])
+
+
+def _wait_for(http: httpx.Client, token: str, model_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model: dict[str, Any] = http.get(f"/models/{model_id}", headers=_auth(token)).json()
+        if model["status"] != "pending":
+            return model
+        time.sleep(0.1)
+    raise AssertionError(f"{model_id} still pending after {timeout}s")
+
+
+def test_presigned_upload_becomes_ready_within_seconds(http: httpx.Client) -> None:
+    token = _publisher(http)
+    model = RandomForestRegressor(n_estimators=10, random_state=0).fit(ROWS, ROWS[:, 0])
+    started = time.monotonic()
+    model_id = _publish(http, token, _file(model))
+    shown = _wait_for(http, token, model_id)
+    elapsed = time.monotonic() - started
+    assert shown["status"] == "ready", shown
+    assert elapsed < 10
+    assert shown["input_schema"]["task"] == "regression"
+    assert shown["input_schema"]["n_features"] == 5
+    listed = http.get("/models", headers=_auth(token)).json()["items"]
+    assert model_id in [item["id"] for item in listed]
+
+
+def test_hostile_upload_becomes_rejected_with_a_reason(http: httpx.Client, tmp_path: Path) -> None:
+    token = _publisher(http)
+    marker = tmp_path / "pwned"
+    real = make_pipeline(StandardScaler(), LogisticRegression()).fit(ROWS, ROWS[:, 0] > 0)
+    data, offender = hostile_files(marker, real)["inside_fitted_pipeline"]
+    model_id = _publish(http, token, data)
+    shown = _wait_for(http, token, model_id)
+    assert shown["status"] == "rejected"
+    assert offender in shown["reason"]
+    assert not marker.exists()
+
+
+def test_plain_users_get_403_on_create(http: httpx.Client) -> None:
+    email = f"user-{uuid.uuid4().hex[:8]}@example.com"
+    http.post("/auth/register", json={"email": email, "password": PASSWORD})
+    refused = http.post(
+        "/models", json={"name": "x", "price": 1}, headers=_auth(_login(http, email))
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "forbidden"
+
+
+def test_seeded_demo_model_is_ready(http: httpx.Client) -> None:
+    token = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    items = http.get("/models", headers=_auth(token)).json()["items"]
+    demo = next(item for item in items if item["name"] == "iris-demo")
+    assert demo["status"] == "ready"
+    assert demo["input_schema"]["feature_names"] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
