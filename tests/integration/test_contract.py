@@ -28,7 +28,13 @@ def test_template_declares_http_functions(template: Template) -> None:
     assert set(HTTP_FUNCTIONS) <= set(template.functions)
 
 
-HTTP_FUNCTIONS = ["AuthFunction", "BillingFunction", "DocsFunction", "ModelsFunction"]
+HTTP_FUNCTIONS = [
+    "AuthFunction",
+    "BillingFunction",
+    "DocsFunction",
+    "ModelsFunction",
+    "PredictFunction",
+]
 
 
 @pytest.mark.parametrize("function", HTTP_FUNCTIONS)

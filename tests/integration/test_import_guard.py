@@ -57,4 +57,4 @@ def test_only_model_loading_functions_attach_the_ml_layer(template: Template) ->
         for name, resource in template.resources_of("AWS::Serverless::Function").items()
         if {"Ref": "MlLayer"} in resource["Properties"].get("Layers", [])
     }
-    assert with_ml == {"RegisterModelFunction"}
+    assert with_ml == {"RegisterModelFunction", "PredictFunction"}

@@ -4,7 +4,6 @@ prediction loader: create -> upload -> S3 event -> ready (or rejected), idempote
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,19 @@ from creditml.models.crypto import ModelIntegrityError
 from creditml.models.service import upload_key
 from creditml.models.wiring import model_loader
 from creditml.settings import get_settings
-from tests.conftest import load_event, with_body
+from tests.conftest import load_event
 from tests.integration.conftest import Api, register_and_login
+from tests.integration.publishing import (
+    LABELS,
+    ROWS,
+    create_model,
+    deliver,
+    model_file,
+    upload_and_register,
+)
 from tests.models.hostile import hostile_files
 
 MODELS = "ModelsFunction"
-ROWS = np.random.default_rng(1).normal(size=(60, 4))
-LABELS = (ROWS[:, 0] > 0).astype(int)
-
-
-def _model_file(model: Any | None = None) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = model or RandomForestClassifier(n_estimators=8, random_state=0).fit(ROWS, LABELS)
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    return buffer.getvalue()
-
-
-def _create(api: Api, token: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    body = body if body is not None else {"name": "forest", "price": 2}
-    return api.call(MODELS, with_body(load_event("models_create", access_token=token), body))
 
 
 def _get(api: Api, token: str, model_id: str) -> tuple[int, dict[str, Any]]:
@@ -53,22 +44,6 @@ def _list(api: Api, token: str) -> list[str]:
     status, body = api.call(MODELS, load_event("models_list", access_token=token))
     assert status == 200
     return [item["id"] for item in body["items"]]
-
-
-def _upload_and_register(api: Api, model_id: str, version: int, data: bytes) -> dict[str, Any]:
-    bucket, key = get_settings().uploads_bucket, upload_key(model_id, version)
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
-    return _deliver(api, key)
-
-
-def _deliver(api: Api, key: str) -> dict[str, Any]:
-    from creditml.devstack import runtime
-
-    event = load_event(
-        "s3_put_upload", uploads_bucket=get_settings().uploads_bucket, upload_key=key
-    )
-    result: dict[str, Any] = runtime.invoke(api._template.functions["RegisterModelFunction"], event)
-    return result
 
 
 def _count(table: str) -> int:
@@ -87,7 +62,7 @@ def publisher(api: Api) -> dict[str, Any]:
 
 def test_plain_users_cannot_create_models(api: Api) -> None:
     user = register_and_login(api, "user@example.com")
-    status, problem = _create(api, user["access"])
+    status, problem = create_model(api, user["access"])
     assert (status, problem["code"]) == (403, "forbidden")
     assert _count(get_settings().models_table) == 0
 
@@ -105,7 +80,7 @@ def test_plain_users_cannot_create_models(api: Api) -> None:
     ],
 )
 def test_bad_model_bodies_are_422(api: Api, publisher: dict[str, Any], body: Any) -> None:
-    status, problem = _create(api, publisher["access"], body)
+    status, problem = create_model(api, publisher["access"], body)
     assert (status, problem["code"]) == (422, "validation_error")
     assert _count(get_settings().models_table) == 0
 
@@ -113,7 +88,7 @@ def test_bad_model_bodies_are_422(api: Api, publisher: dict[str, Any], body: Any
 def test_create_returns_a_presigned_post_limited_in_size(
     api: Api, publisher: dict[str, Any]
 ) -> None:
-    status, created = _create(api, publisher["access"])
+    status, created = create_model(api, publisher["access"])
     assert status == 201
     assert (created["version"], created["status"]) == (1, "pending")
     upload = created["upload"]
@@ -129,9 +104,9 @@ def test_create_returns_a_presigned_post_limited_in_size(
 
 def test_upload_registers_encrypted_split_model(api: Api, publisher: dict[str, Any]) -> None:
     settings = get_settings()
-    model_id = _create(api, publisher["access"])[1]["model_id"]
-    data = _model_file()
-    result = _upload_and_register(api, model_id, 1, data)
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    data = model_file()
+    result = upload_and_register(api, model_id, 1, data)
     assert result["registrations"][0]["outcome"] == "ready", result
 
     status, model = _get(api, publisher["access"], model_id)
@@ -158,11 +133,11 @@ def test_duplicate_event_yields_one_version_and_no_duplicate_parts(
     api: Api, publisher: dict[str, Any]
 ) -> None:
     settings = get_settings()
-    model_id = _create(api, publisher["access"])[1]["model_id"]
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
     key = upload_key(model_id, 1)
-    boto3.client("s3").put_object(Bucket=settings.uploads_bucket, Key=key, Body=_model_file())
-    first = _deliver(api, key)
-    second = _deliver(api, key)
+    boto3.client("s3").put_object(Bucket=settings.uploads_bucket, Key=key, Body=model_file())
+    first = deliver(api, key)
+    second = deliver(api, key)
     assert first["registrations"][0]["outcome"] == "ready"
     assert second["registrations"][0]["outcome"] == "already_done"
     assert _count(settings.model_parts_table) == 1
@@ -177,8 +152,8 @@ def test_hostile_upload_is_rejected_with_the_reason(
     marker = tmp_path / "pwned"
     real = make_pipeline(StandardScaler(), LogisticRegression()).fit(ROWS, LABELS)
     data, offender = hostile_files(marker, real)["inside_fitted_pipeline"]
-    model_id = _create(api, publisher["access"])[1]["model_id"]
-    result = _upload_and_register(api, model_id, 1, data)
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    result = upload_and_register(api, model_id, 1, data)
     assert result["registrations"][0]["outcome"] == "rejected"
     status, model = _get(api, publisher["access"], model_id)
     assert (status, model["status"]) == (200, "rejected")
@@ -196,8 +171,8 @@ def test_oversized_upload_is_rejected(
 
     monkeypatch.setenv("MAX_MODEL_BYTES", "2048")
     reset_dependencies()
-    model_id = _create(api, publisher["access"])[1]["model_id"]
-    result = _upload_and_register(api, model_id, 1, _model_file())
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    result = upload_and_register(api, model_id, 1, model_file())
     assert result["registrations"][0]["outcome"] == "rejected"
     assert "larger than 2048 bytes" in _get(api, publisher["access"], model_id)[1]["reason"]
 
@@ -205,21 +180,21 @@ def test_oversized_upload_is_rejected(
 def test_objects_we_did_not_ask_for_are_ignored_and_removed(api: Api) -> None:
     settings = get_settings()
     boto3.client("s3").put_object(Bucket=settings.uploads_bucket, Key="stray/file.bin", Body=b"x")
-    result = _deliver(api, "stray/file.bin")
+    result = deliver(api, "stray/file.bin")
     assert result["registrations"][0]["outcome"] == "ignored"
     assert _objects(settings.uploads_bucket) == []
 
 
 def test_new_version_serves_once_ready(api: Api, publisher: dict[str, Any]) -> None:
-    model_id = _create(api, publisher["access"])[1]["model_id"]
-    _upload_and_register(api, model_id, 1, _model_file())
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    upload_and_register(api, model_id, 1, model_file())
     status, created = api.call(
         MODELS,
         load_event("models_new_version", access_token=publisher["access"], model_id=model_id),
     )
     assert (status, created["version"]) == (201, 2)
     assert _get(api, publisher["access"], model_id)[1]["version"] == 1  # v1 still serves
-    _upload_and_register(api, model_id, 2, _model_file(LogisticRegression().fit(ROWS, LABELS)))
+    upload_and_register(api, model_id, 2, model_file(LogisticRegression().fit(ROWS, LABELS)))
     model = _get(api, publisher["access"], model_id)[1]
     assert (model["version"], model["latest_version"]) == (2, 2)
     assert model["input_schema"]["estimator"] == "LogisticRegression"
@@ -228,9 +203,9 @@ def test_new_version_serves_once_ready(api: Api, publisher: dict[str, Any]) -> N
 
 def test_visibility_update_and_archive(api: Api, publisher: dict[str, Any]) -> None:
     user = register_and_login(api, "user@example.com")
-    pending = _create(api, publisher["access"], {"name": "wip", "price": 1})[1]["model_id"]
-    ready = _create(api, publisher["access"])[1]["model_id"]
-    _upload_and_register(api, ready, 1, _model_file())
+    pending = create_model(api, publisher["access"], {"name": "wip", "price": 1})[1]["model_id"]
+    ready = create_model(api, publisher["access"])[1]["model_id"]
+    upload_and_register(api, ready, 1, model_file())
 
     assert set(_list(api, publisher["access"])) == {pending, ready}
     assert _list(api, user["access"]) == [ready]
@@ -253,7 +228,7 @@ def test_visibility_update_and_archive(api: Api, publisher: dict[str, Any]) -> N
 
 def test_admin_manages_any_model(api: Api, publisher: dict[str, Any]) -> None:
     admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
-    model_id = _create(api, publisher["access"])[1]["model_id"]
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
     archive = load_event("models_archive", access_token=admin["access"], model_id=model_id)
     assert api.call(MODELS, archive)[1]["status"] == "archived"
 
@@ -266,9 +241,9 @@ def test_unknown_model_is_404(api: Api, publisher: dict[str, Any]) -> None:
 def test_loader_decrypts_caches_and_detects_tampering(api: Api, publisher: dict[str, Any]) -> None:
     settings = get_settings()
     model = RandomForestClassifier(n_estimators=8, random_state=0).fit(ROWS, LABELS)
-    data = _model_file(model)
-    model_id = _create(api, publisher["access"])[1]["model_id"]
-    _upload_and_register(api, model_id, 1, data)
+    data = model_file(model)
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    upload_and_register(api, model_id, 1, data)
 
     loaded, cached = model_loader().load(model_id, 1)
     assert not cached

@@ -111,6 +111,47 @@ class ModelArchived(DomainError):
     title = "The model is archived and takes no predictions"
 
 
+class InputsInvalid(DomainError):
+    """Prediction rows that do not fit the model; names the row and field."""
+
+    status = 422
+    code = "validation_error"
+    title = "The request is not valid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            f"{field} {message}",
+            errors=[{"field": field, "message": message, "type": "invalid_input"}],
+        )
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Send the request body as JSON with Content-Type: application/json"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"The request body may be at most {maximum} bytes.", maximum=maximum)
+
+
+class ModelUnavailable(DomainError):
+    status = 500
+    code = "model_unavailable"
+    title = "The model could not be loaded; you were not charged"
+
+
+class PredictionFailed(DomainError):
+    status = 500
+    code = "prediction_failed"
+    title = "The model failed to predict on these inputs; you were not charged"
+
+
 class IdempotencyKeyRequired(DomainError):
     status = 400
     code = "idempotency_key_required"

@@ -37,6 +37,15 @@ class Settings(BaseModel):
     max_model_bytes: int = Field(200 * 1024 * 1024, alias="MAX_MODEL_BYTES", gt=0)
     upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=43200)
     model_cache_bytes: int = Field(512 * 1024 * 1024, alias="MODEL_CACHE_BYTES", ge=0)
+    prediction_outputs_bucket: str = Field(
+        "creditml-prediction-outputs", alias="PREDICTION_OUTPUTS_BUCKET"
+    )
+    max_prediction_rows: int = Field(10_000, alias="MAX_PREDICTION_ROWS", ge=1)
+    # Lambda's synchronous payload limit is 6 MB, the event wrapper included.
+    max_request_bytes: int = Field(6 * 1024 * 1024 - 64 * 1024, alias="MAX_REQUEST_BYTES", gt=0)
+    # Outputs up to this size stay in the ledger entry; larger ones go to S3, so a big batch
+    # never bloats (or breaks, at 400 KB) the billing write.
+    inline_outputs_bytes: int = Field(1024, alias="INLINE_OUTPUTS_BYTES", ge=0, le=64 * 1024)
     max_top_up_credits: int = Field(1_000_000, alias="MAX_TOP_UP_CREDITS", gt=0)
     access_token_ttl_seconds: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", gt=0, le=3600)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", gt=0)

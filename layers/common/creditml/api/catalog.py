@@ -11,12 +11,12 @@ from fastapi.openapi.utils import get_openapi
 
 import creditml
 from creditml.api.app import API_DESCRIPTION, API_TITLE
-from creditml.api.routes import auth, billing, models
+from creditml.api.routes import auth, billing, models, predictions
 
 
 def all_routers() -> list[APIRouter]:
     """The routers of every HTTP function that serves the public API."""
-    return [auth.router, billing.router, models.router]
+    return [auth.router, billing.router, models.router, predictions.router]
 
 
 @cache

@@ -42,6 +42,14 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class Precondition:
+    """An extra ConditionCheck for the same transaction (e.g. the model's price is still
+    what the caller charged): `add(tx)` adds exactly one condition check."""
+
+    add: Any
+
+
+@dataclass(frozen=True)
 class PendingEntry:
     """A balance change to write: which account, by whom, under which Idempotency-Key."""
 
@@ -53,3 +61,4 @@ class PendingEntry:
     idempotency_key: str
     request_hash: str
     details: dict[str, Any] = field(default_factory=dict)
+    precondition: Precondition | None = None

@@ -31,6 +31,7 @@ from creditml.billing.entries import (
     EntryKind,
     LedgerEntry,
     PendingEntry,
+    Precondition,
 )
 from creditml.errors import (
     IdempotencyKeyReused,
@@ -40,6 +41,7 @@ from creditml.errors import (
 )
 from creditml.storage.ledger import (
     Contended,
+    PreconditionFailed,
     SlotTaken,
     StaleVersion,
     UserMissing,
@@ -55,6 +57,10 @@ BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.25
 # Accounts whose last state this container remembers (a hint, never trusted for money).
 KNOWN_STATES = 10_000
+
+
+class PreconditionNotMet(Exception):
+    """The transaction's extra condition (e.g. a model's price) no longer held."""
 
 
 class LedgerStore(Protocol):
@@ -111,11 +117,20 @@ class Ledger:
         idempotency_key: str,
         request: str,
         details: dict[str, Any] | None = None,
+        precondition: Precondition | None = None,
     ) -> tuple[LedgerEntry, bool]:
-        """Take `amount` credits from the account holder's own balance, never below zero.
+        """Take `amount` credits from the account holder's own balance, never below zero,
+        in one transaction with `precondition` when given (PreconditionNotMet if it fails).
         Returns the entry and whether it is a replay."""
         return self._apply(
-            account_id, -amount, EntryKind.DEBIT, account_id, idempotency_key, request, details
+            account_id,
+            -amount,
+            EntryKind.DEBIT,
+            account_id,
+            idempotency_key,
+            request,
+            details,
+            precondition,
         )
 
     def _apply(
@@ -127,6 +142,7 @@ class Ledger:
         idempotency_key: str,
         request: str,
         details: dict[str, Any] | None,
+        precondition: Precondition | None = None,
     ) -> tuple[LedgerEntry, bool]:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise ValueError("amount must be a non-zero integer")
@@ -139,6 +155,7 @@ class Ledger:
             idempotency_key=idempotency_key,
             request_hash=request,
             details=details or {},
+            precondition=precondition,
         )
         expected = self._known.get(account_id, AccountState(balance=0, seq=0))
         conflicts = 0
@@ -153,6 +170,8 @@ class Ledger:
                 return outcome.entry, True
             if isinstance(outcome, UserMissing):
                 raise UserNotFound()
+            if isinstance(outcome, PreconditionFailed):
+                raise PreconditionNotMet()
             if isinstance(outcome, StaleVersion):
                 # The true state, read by the failed write itself: authoritative just now.
                 expected = outcome.actual

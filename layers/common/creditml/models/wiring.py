@@ -4,6 +4,7 @@ layer never import it."""
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 
 from creditml.models.loader import ModelCache, ModelLoader
@@ -45,3 +46,6 @@ def model_loader() -> ModelLoader:
 def reset_model_wiring() -> None:
     for factory in (model_parts, data_keys, registrar, model_loader):
         factory.cache_clear()
+    predictions = sys.modules.get("creditml.predictions.wiring")
+    if predictions is not None:
+        predictions.prediction_service.cache_clear()

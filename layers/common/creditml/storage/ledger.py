@@ -99,11 +99,16 @@ class UserMissing:
 
 
 @dataclass(frozen=True)
+class PreconditionFailed:
+    """The caller's extra condition did not hold; nothing was written."""
+
+
+@dataclass(frozen=True)
 class Contended:
     """DynamoDB cancelled the transaction for a concurrent one (TransactionConflict)."""
 
 
-WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | Contended
+WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | PreconditionFailed | Contended
 
 
 def _entry(item: _LedgerItem) -> LedgerEntry:
@@ -159,7 +164,8 @@ class LedgerRepository:
         )
         is_grant = pending.actor_id != pending.account_id
         # pynamodb sends condition checks, then puts, then updates: label reasons alike.
-        labels = (["user"] if is_grant else []) + ["entry"] + (["guard"] if is_grant else [])
+        checks = (["user"] if is_grant else []) + (["precondition"] if pending.precondition else [])
+        labels = checks + ["entry"] + (["guard"] if is_grant else [])
         labels.append("account")
         try:
             with TransactWrite(connection=item._get_connection().connection) as tx:
@@ -167,6 +173,8 @@ class LedgerRepository:
                     tx.condition_check(
                         self._user, f"USER#{pending.account_id}", condition=self._user.pk.exists()
                     )
+                if pending.precondition is not None:
+                    pending.precondition.add(tx)
                 tx.save(entry, condition=item.sk.does_not_exist(), return_values=_ALL_OLD)
                 if is_grant:
                     guard = item(
@@ -206,6 +214,8 @@ class LedgerRepository:
                 return self._slot_taken(failed[label].raw_item)
         if "user" in failed:
             return UserMissing()
+        if "precondition" in failed:
+            return PreconditionFailed()
         if "account" in failed:
             raw = failed["account"].raw_item
             return StaleVersion(_state(self._item.from_raw_data(raw) if raw else None))
@@ -236,17 +246,43 @@ class LedgerRepository:
         """The account's current balance."""
         return self.state(account_id).balance
 
-    def entries(self, account_id: str, limit: int, before_seq: int | None) -> list[LedgerEntry]:
-        """Up to `limit` entries, newest first, all older than `before_seq` when given."""
+    def entries(
+        self,
+        account_id: str,
+        limit: int,
+        before_seq: int | None,
+        kind: EntryKind | None = None,
+    ) -> list[LedgerEntry]:
+        """Up to `limit` entries (of `kind`, when given), newest first, all older than
+        `before_seq` when given."""
         condition = None if before_seq is None else _LedgerItem.entry_seq < before_seq
         items = self._item.by_seq.query(
             account_id,
             range_key_condition=condition,
+            filter_condition=None if kind is None else _LedgerItem.kind == str(kind),
             scan_index_forward=False,
             limit=limit,
             consistent_read=True,
         )
         return [_entry(item) for item in items]
+
+    def entry(self, account_id: str, entry_id: str) -> LedgerEntry | None:
+        """One of the account's entries by id (None for unknown ids and guard items)."""
+        try:
+            item = self._item.get(account_id, ENTRY_PREFIX + entry_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _entry(item) if item.entry_seq is not None else None
+
+    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None:
+        """What an (actor, key) slot holds: the entry and its request hash, if taken."""
+        try:
+            item = self._item.get(actor_id, ENTRY_PREFIX + entry_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        taken = self._slot_taken(item.serialize())
+        assert isinstance(taken, SlotTaken)
+        return taken.entry, taken.request_hash
 
     def scan_accounts(self) -> Iterator[tuple[str, AccountState | None, list[LedgerEntry]]]:
         """Every account with its state and all its entries (for ledger verification).

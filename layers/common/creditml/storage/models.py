@@ -25,6 +25,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model as PynamoModel
 from pynamodb.transactions import TransactWrite
 
+from creditml.billing.entries import Precondition
 from creditml.errors import ModelNotFound
 from creditml.models.records import Model, ModelVersion, VersionStatus
 from creditml.models.schema import ModelSchema
@@ -178,6 +179,29 @@ class ModelRepository:
         if head is None:
             raise ModelNotFound()
         return _model(head, [_version(i) for i in items if i.sk.startswith("VERSION#")])
+
+    def head(self, model_id: str) -> Model:
+        """The model without its versions (one GetItem); ModelNotFound otherwise."""
+        try:
+            item = self._item.get(model_id, MODEL_SK, consistent_read=True)
+        except DoesNotExist as exc:
+            raise ModelNotFound() from exc
+        return _model(item, [])
+
+    def still_serving(self, model: Model) -> Precondition:
+        """A check, for the billing transaction, that `model` is unchanged where it matters:
+        same price, same serving version, not archived."""
+        item = self._item
+        condition = (
+            (item.price == model.price)
+            & (item.serving_version == model.serving_version)
+            & (item.archived == False)  # noqa: E712 - a DynamoDB condition
+        )
+
+        def add(tx: TransactWrite) -> None:
+            tx.condition_check(item, model.id, MODEL_SK, condition=condition)
+
+        return Precondition(add)
 
     def version_status(self, model_id: str, version: int) -> VersionStatus | None:
         try:

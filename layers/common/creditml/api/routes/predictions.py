@@ -1,0 +1,110 @@
+"""Routes of the predict function: billed predictions and their history.
+
+The ML stack is imported lazily (on the first request), so the docs function can include
+this router in the OpenAPI document without the ML layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from creditml.api.dependencies import IdempotencyKey, Principal
+from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.billing.service import decode_cursor, encode_cursor
+from creditml.errors import UnsupportedMediaType
+from creditml.predictions.schemas import (
+    PredictionPage,
+    PredictionPublic,
+    PredictionRequest,
+    Receipt,
+)
+
+if TYPE_CHECKING:
+    from creditml.predictions.service import PredictionService
+
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["predictions"])
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _service() -> PredictionService:
+    from creditml.predictions.wiring import prediction_service
+
+    return prediction_service()
+
+
+Service = Annotated["PredictionService", Depends(_service)]
+ModelId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def _problem(description: str) -> dict[str, object]:
+    return {"model": Problem, "description": description}
+
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictionRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/models/{id}/predictions",
+    response_model=Receipt,
+    openapi_extra=_REQUEST_BODY,
+    responses={
+        400: _problem("Idempotency-Key header missing"),
+        402: _problem("Insufficient credits: `balance` and `required` in the body"),
+        404: _problem("No such model"),
+        409: _problem("Model not ready, or Idempotency-Key reused with another body"),
+        410: _problem("Model archived"),
+        413: _problem("Body over the payload limit"),
+        422: _problem("Rows do not fit the model (the row and field are named)"),
+    },
+)
+async def predict(
+    id: ModelId,
+    request: Request,
+    key: IdempotencyKey,
+    principal: Principal,
+    service: Service,
+    response: Response,
+) -> Receipt:
+    """Predict with the model's serving version and pay rows x price, once. Anything that
+    fails (bad rows, unready model, insufficient credits, model errors) costs nothing.
+    Retrying with the same Idempotency-Key and body returns the same receipt, unbilled."""
+    from creditml.predictions.service import predict_or_replay
+
+    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    if not content_type.strip().lower().endswith(("/json", "+json")):
+        raise UnsupportedMediaType()
+    body = await request.body()
+    receipt, replayed = predict_or_replay(service, principal, id, body, key)
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return receipt
+
+
+@router.get("/predictions", response_model=PredictionPage)
+def list_predictions(
+    principal: Principal,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> PredictionPage:
+    """The caller's predictions, newest first (outputs on GET /predictions/{id})."""
+    items, last = service.history(principal, limit, decode_cursor(cursor) if cursor else None)
+    return PredictionPage(items=items, next_cursor=encode_cursor(last) if last else None)
+
+
+@router.get(
+    "/predictions/{id}",
+    response_model=PredictionPublic,
+    responses={404: _problem("No such prediction of the caller's")},
+)
+def get_prediction(
+    id: Annotated[str, Path(min_length=1, max_length=64)], principal: Principal, service: Service
+) -> PredictionPublic:
+    """One of the caller's predictions, with its outputs."""
+    return service.show(principal, id)

@@ -1,0 +1,1 @@
+"""Billed predictions: validate rows, predict with a cached model, charge once, keep a receipt."""

@@ -1,0 +1,302 @@
+"""The prediction service: charged if and only if delivered.
+
+    authenticate -> validate rows -> load model (warm: cache) -> predict
+    -> ONE transaction: debit rows x price + ledger entry (= the prediction record),
+       conditioned on the model still serving that version at that price
+    -> receipt {prediction_id, outputs, probabilities?, cost, balance, model_version}
+
+Validation errors, unknown/unready/archived models and load or predict failures happen
+before any write, so they cost nothing. A replay (same Idempotency-Key, same body) returns
+the stored receipt; the same key with another body is refused. Warm, a prediction makes one
+DynamoDB call and no S3/KMS call: model metadata and models are cached per container, and
+the transaction itself proves the cached price and version are still current.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from creditml.auth.tokens import AccessClaims
+from creditml.billing.entries import EntryKind, LedgerEntry
+from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for, request_hash
+from creditml.errors import (
+    IdempotencyKeyReused,
+    ModelArchived,
+    ModelNotFound,
+    ModelNotReady,
+    ModelUnavailable,
+    PredictionFailed,
+)
+from creditml.models.records import Model
+from creditml.models.schema import ModelSchema
+from creditml.predictions.inputs import dumps, parse_body, parse_rows, to_json_values
+from creditml.predictions.schemas import PredictionPublic, Receipt
+
+MAX_PRECONDITION_RETRIES = 3
+
+
+class ModelDirectory(Protocol):
+    def head(self, model_id: str) -> Model: ...
+
+    def still_serving(self, model: Model) -> Any: ...
+
+
+class ModelSource(Protocol):
+    def load(self, model_id: str, version: int) -> tuple[Any, bool]: ...
+
+
+class OutputStore(Protocol):
+    def key(self, user_id: str, prediction_id: str) -> str: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class EntryReader(Protocol):
+    def entry(self, account_id: str, entry_id: str) -> LedgerEntry | None: ...
+
+    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None: ...
+
+    def entries(
+        self, account_id: str, limit: int, before_seq: int | None, kind: EntryKind | None = None
+    ) -> list[LedgerEntry]: ...
+
+
+class PredictionService:
+    def __init__(
+        self,
+        models: ModelDirectory,
+        loader: ModelSource,
+        ledger: Ledger,
+        entries: EntryReader,
+        outputs: OutputStore,
+        max_rows: int,
+        max_request_bytes: int,
+        inline_outputs_bytes: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._models = models
+        self._loader = loader
+        self._ledger = ledger
+        self._entries = entries
+        self._outputs = outputs
+        self._max_rows = max_rows
+        self._max_request_bytes = max_request_bytes
+        self._inline_outputs_bytes = inline_outputs_bytes
+        self._clock = clock
+        self._heads: dict[str, Model] = {}
+
+    def predict(
+        self, caller: AccessClaims, model_id: str, body: bytes, idempotency_key: str
+    ) -> tuple[Receipt, bool]:
+        """Predict and charge. Returns the receipt and whether it replays an earlier one."""
+        document = parse_body(body, self._max_request_bytes)
+        fingerprint = request_hash(
+            "predict",
+            {
+                "model_id": model_id,
+                "body": document if _plain(document) else body.decode("latin-1"),
+            },
+        )
+        for _ in range(MAX_PRECONDITION_RETRIES):
+            model = self._serving_model(caller, model_id, idempotency_key, fingerprint)
+            schema = model.serving_schema
+            assert schema is not None
+            rows = parse_rows(document, schema, self._max_rows)
+            outputs, probabilities, latency_ms = self._run(model, rows)
+            cost = len(rows) * model.price
+            try:
+                entry, replayed = self._charge(
+                    caller,
+                    model,
+                    cost,
+                    len(rows),
+                    outputs,
+                    probabilities,
+                    latency_ms,
+                    idempotency_key,
+                    fingerprint,
+                )
+            except PreconditionNotMet:
+                # Price, version or status changed since this container cached the model.
+                self._heads.pop(model_id, None)
+                continue
+            return self._receipt(entry), replayed
+        raise ModelUnavailable("The model kept changing while predicting; retry.")
+
+    def _serving_model(
+        self, caller: AccessClaims, model_id: str, key: str, fingerprint: str
+    ) -> Model:
+        model = self._heads.get(model_id)
+        if model is None:
+            model = self._models.head(model_id)
+            self._heads[model_id] = model
+        if model.archived or not model.serving_version or model.serving_schema is None:
+            self._heads.pop(model_id, None)
+            # A retry of a request that succeeded before the model changed still gets its
+            # receipt: look the key up (only on this rare path).
+            replay = self._entries.slot(caller.user_id, entry_id_for(caller.user_id, key))
+            if replay is not None:
+                entry, stored = replay
+                if stored != fingerprint:
+                    raise IdempotencyKeyReused()
+                raise _Replay(entry)
+            if model.archived:
+                raise ModelArchived()
+            raise ModelNotReady()
+        return model
+
+    def _run(self, model: Model, rows: Any) -> tuple[list[Any], list[list[float]] | None, float]:
+        assert model.serving_version is not None
+        try:
+            estimator, _ = self._loader.load(model.id, model.serving_version)
+        except Exception as exc:  # any load failure: no charge, a clear 500
+            raise ModelUnavailable() from exc
+        started = self._clock()
+        try:
+            with warnings.catch_warnings():
+                # Models fitted on named columns warn when given a plain matrix.
+                warnings.simplefilter("ignore", UserWarning)
+                outputs = to_json_values(estimator.predict(rows))
+                probabilities = (
+                    to_json_values(estimator.predict_proba(rows))
+                    if model.serving_schema and model.serving_schema.probabilities
+                    else None
+                )
+        except Exception as exc:  # the model's own failure: no charge
+            raise PredictionFailed() from exc
+        return outputs, probabilities, round((self._clock() - started) * 1000, 3)
+
+    def _charge(
+        self,
+        caller: AccessClaims,
+        model: Model,
+        cost: int,
+        rows: int,
+        outputs: list[Any],
+        probabilities: list[list[float]] | None,
+        latency_ms: float,
+        key: str,
+        fingerprint: str,
+    ) -> tuple[LedgerEntry, bool]:
+        prediction_id = entry_id_for(caller.user_id, key)
+        result = {"outputs": outputs, "probabilities": probabilities}
+        details: dict[str, Any] = {
+            "model_id": model.id,
+            "model_version": model.serving_version,
+            "rows": rows,
+            "price": model.price,
+            "latency_ms": latency_ms,
+        }
+        encoded = dumps(result)
+        stored_key = None
+        if len(encoded) <= self._inline_outputs_bytes:
+            details["result"] = result
+        else:
+            stored_key = self._outputs.key(caller.user_id, prediction_id)
+            self._outputs.put(stored_key, encoded)
+            details["result_key"] = stored_key
+        try:
+            entry, replayed = self._ledger.debit(
+                caller.user_id,
+                cost,
+                idempotency_key=key,
+                request=fingerprint,
+                details=details,
+                precondition=self._models.still_serving(model),
+            )
+        except Exception:
+            if stored_key is not None:
+                # Not charged, so not delivered: drop what we stored (a replay rewrites it).
+                self._outputs.delete(stored_key)
+            raise
+        return entry, replayed
+
+    def _result(self, entry: LedgerEntry) -> dict[str, Any]:
+        if "result" in entry.details:
+            result: dict[str, Any] = entry.details["result"]
+            return result
+        stored: dict[str, Any] = json.loads(self._outputs.get(entry.details["result_key"]))
+        return stored
+
+    def _receipt(self, entry: LedgerEntry) -> Receipt:
+        result = self._result(entry)
+        return Receipt(
+            prediction_id=entry.id,
+            outputs=result["outputs"],
+            probabilities=result.get("probabilities"),
+            cost=-entry.amount,
+            balance=entry.balance_after,
+            model_version=int(entry.details["model_version"]),
+        )
+
+    def replayed_receipt(self, entry: LedgerEntry) -> Receipt:
+        return self._receipt(entry)
+
+    def history(
+        self, caller: AccessClaims, limit: int, before: int | None
+    ) -> tuple[list[PredictionPublic], int | None]:
+        """The caller's predictions, newest first, and the sequence to continue before."""
+        entries = self._entries.entries(caller.user_id, limit, before, EntryKind.DEBIT)
+        last = entries[-1].sequence if len(entries) == limit and entries[-1].sequence > 1 else None
+        return [self._public(entry, with_outputs=False) for entry in entries], last
+
+    def show(self, caller: AccessClaims, prediction_id: str) -> PredictionPublic:
+        entry = self._entries.entry(caller.user_id, prediction_id)
+        if entry is None or entry.kind is not EntryKind.DEBIT:
+            raise PredictionNotFound()
+        return self._public(entry, with_outputs=True)
+
+    def _public(self, entry: LedgerEntry, with_outputs: bool) -> PredictionPublic:
+        details = entry.details
+        result = self._result(entry) if with_outputs else {}
+        return PredictionPublic(
+            id=entry.id,
+            model_id=str(details["model_id"]),
+            model_version=int(details["model_version"]),
+            rows=int(details["rows"]),
+            cost=-entry.amount,
+            balance_after=entry.balance_after,
+            created_at=entry.created_at,
+            latency_ms=float(details.get("latency_ms", 0.0)),
+            outputs=result.get("outputs"),
+            probabilities=result.get("probabilities"),
+        )
+
+
+class _Replay(Exception):  # control flow, caught in predict_or_replay
+    def __init__(self, entry: LedgerEntry) -> None:
+        self.entry = entry
+
+
+def _plain(document: Any) -> bool:
+    """Whether the parsed body is plain JSON (no NaN/Infinity tokens) for hashing."""
+    try:
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def predict_or_replay(
+    service: PredictionService, caller: AccessClaims, model_id: str, body: bytes, key: str
+) -> tuple[Receipt, bool]:
+    try:
+        return service.predict(caller, model_id, body, key)
+    except _Replay as replay:
+        return service.replayed_receipt(replay.entry), True
+
+
+class PredictionNotFound(ModelNotFound):
+    code = "prediction_not_found"
+    title = "Prediction not found"
+
+
+__all__ = ["ModelSchema", "PredictionNotFound", "PredictionService", "predict_or_replay"]

@@ -1,0 +1,335 @@
+"""Billed predictions through the predict function's real handler, under moto: charged if
+and only if delivered, replays, price changes, large outputs, privacy, one DynamoDB call."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any
+
+import boto3
+import joblib
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from creditml.auth.roles import Role
+from creditml.devstack import runtime
+from creditml.devstack.gateway import to_http_response
+from creditml.settings import get_settings
+from tests.conftest import load_event, with_body
+from tests.integration.conftest import Api, register_and_login
+from tests.integration.publishing import LABELS, ROWS, create_model, model_file, publish
+
+PREDICT = "PredictFunction"
+
+
+def _grant(api: Api, user_id: str, amount: int) -> None:
+    admin = register_and_login(api, f"root-{uuid.uuid4().hex[:6]}@example.com", role=Role.ADMIN)
+    event = load_event(
+        "billing_grant",
+        access_token=admin["access"],
+        demo_user_id=user_id,
+        idempotency_key=str(uuid.uuid4()),
+    )
+    status, entry = api.call(
+        "BillingFunction", with_body(event, {"amount": amount, "user_id": user_id})
+    )
+    assert status == 201, entry
+
+
+def _predict_raw(
+    api: Api,
+    token: str,
+    model_id: str,
+    body: Any,
+    key: str | None = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    event = load_event(
+        "predictions_create",
+        access_token=token,
+        model_id=model_id,
+        idempotency_key=key or str(uuid.uuid4()),
+    )
+    event = with_body(event, body)
+    event["headers"]["content-type"] = content_type
+    response: dict[str, Any] = runtime.invoke(api._template.functions[PREDICT], event)
+    return response
+
+
+def _predict(
+    api: Api, token: str, model_id: str, body: Any, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    status, _, raw = to_http_response(_predict_raw(api, token, model_id, body, key))
+    return status, json.loads(raw)
+
+
+def _balance(api: Api, token: str) -> int:
+    status, body = api.call("BillingFunction", load_event("billing_balance", access_token=token))
+    assert status == 200
+    return int(body["balance"])
+
+
+def _history(api: Api, token: str) -> list[dict[str, Any]]:
+    status, page = api.call(PREDICT, load_event("predictions_list", access_token=token))
+    assert status == 200
+    return list(page["items"])
+
+
+@pytest.fixture
+def setup(api: Api) -> dict[str, Any]:
+    """A publisher's ready forest (price 2) and a user holding 100 credits."""
+    publisher = register_and_login(api, "pub@example.com", role=Role.PUBLISHER)
+    model = RandomForestClassifier(n_estimators=8, random_state=0).fit(ROWS, LABELS)
+    data = model_file(model)
+    model_id = publish(api, publisher["access"], data, price=2)
+    user = register_and_login(api, "user@example.com")
+    _grant(api, user["id"], 100)
+    return {"publisher": publisher, "user": user, "model_id": model_id, "data": data}
+
+
+def test_receipt_cost_balance_and_record(api: Api, setup: dict[str, Any]) -> None:
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    rows = ROWS[:3].tolist()
+    status, receipt = _predict(api, token, model_id, {"inputs": rows})
+    assert status == 200, receipt
+    reference = joblib.load(io.BytesIO(setup["data"]))
+    assert receipt["outputs"] == reference.predict(np.array(rows)).tolist()
+    np.testing.assert_allclose(receipt["probabilities"], reference.predict_proba(np.array(rows)))
+    assert (receipt["cost"], receipt["balance"], receipt["model_version"]) == (6, 94, 1)
+    assert _balance(api, token) == 94
+    (record,) = _history(api, token)
+    assert (record["id"], record["rows"], record["cost"]) == (receipt["prediction_id"], 3, 6)
+    event = load_event(
+        "predictions_get", access_token=token, prediction_id=receipt["prediction_id"]
+    )
+    status, shown = api.call(PREDICT, event)
+    assert status == 200
+    assert shown["outputs"] == receipt["outputs"]
+
+
+BAD_INPUTS = [
+    ({"inputs": [[1.0, 2.0, 3.0]]}, "body.inputs.0"),
+    ({"inputs": [[1.0, 2.0, 3.0, 4.0, 5.0]]}, "body.inputs.0"),
+    ({"inputs": [[1.0, 2.0, "3", 4.0]]}, "body.inputs.0.2"),
+    ({"inputs": [[1.0, None, 3.0, 4.0]]}, "body.inputs.0.1"),
+    ({"inputs": [[1.0, True, 3.0, 4.0]]}, "body.inputs.0.1"),
+    ('{"inputs": [[1.0, NaN, 3.0, 4.0]]}', "body.inputs.0.1"),
+    ('{"inputs": [[1.0, 2.0, Infinity, 4.0]]}', "body.inputs.0.2"),
+    ('{"inputs": [[1.0, 2.0, 3.0, -Infinity]]}', "body.inputs.0.3"),
+    ('{"inputs": [[1.0, 2.0, 3.0, 1e400]]}', "body.inputs.0.3"),
+    ({"inputs": [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]]}, "body.inputs.1"),
+    ({"inputs": [[1.0, 2.0, 3.0, 4.0], "row"]}, "body.inputs.1"),
+    ({"inputs": []}, "body.inputs"),
+    ({"inputs": "rows"}, "body.inputs"),
+    ({"rows": [[1, 2, 3, 4]]}, "body"),
+    ({"inputs": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "body.inputs.0"),
+    ("not json", "body"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_INPUTS)
+def test_bad_inputs_are_422_naming_row_and_field_and_cost_nothing(
+    api: Api, setup: dict[str, Any], body: Any, field: str
+) -> None:
+    token = setup["user"]["access"]
+    status, problem = _predict(api, token, setup["model_id"], body)
+    assert status == 422, problem
+    assert problem["code"] == "validation_error"
+    assert problem["errors"][0]["field"] == field
+    assert _balance(api, token) == 100
+    assert _history(api, token) == []
+
+
+def test_too_many_rows_and_too_large_bodies(
+    api: Api, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creditml.api.dependencies import reset_dependencies
+
+    monkeypatch.setenv("MAX_PREDICTION_ROWS", "5")
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "2000")
+    reset_dependencies()
+    token = setup["user"]["access"]
+    status, problem = _predict(api, token, setup["model_id"], {"inputs": ROWS[:6].tolist()})
+    assert (status, problem["errors"][0]["field"]) == (422, "body.inputs")
+    assert "at most 5" in problem["detail"]
+    status, problem = _predict(
+        api, token, setup["model_id"], {"inputs": ROWS[:5].tolist(), "pad": "x" * 3000}
+    )
+    assert (status, problem["code"]) == (413, "payload_too_large")
+    assert _balance(api, token) == 100
+
+
+def test_body_not_sent_as_json_is_415(api: Api, setup: dict[str, Any]) -> None:
+    response = _predict_raw(
+        api,
+        setup["user"]["access"],
+        setup["model_id"],
+        {"inputs": [[1, 2, 3, 4]]},
+        content_type="text/plain",
+    )
+    assert response["statusCode"] == 415
+
+
+def test_named_features(api: Api, setup: dict[str, Any]) -> None:
+    named = make_pipeline(StandardScaler(), LogisticRegression()).fit(ROWS, LABELS)
+    named.steps[0][1].feature_names_in_ = np.array(["a", "b", "c", "d"], dtype=object)
+    model_id = publish(api, setup["publisher"]["access"], model_file(named), price=1)
+    token = setup["user"]["access"]
+    row = dict(zip("abcd", ROWS[0].tolist(), strict=True))
+    status, receipt = _predict(api, token, model_id, {"inputs": [row, row]})
+    assert (status, receipt["cost"]) == (200, 2)
+    for bad, field in [
+        ({**row, "e": 1.0}, "body.inputs.0.e"),
+        ({k: v for k, v in row.items() if k != "c"}, "body.inputs.0.c"),
+        ({**row, "b": None}, "body.inputs.0.b"),
+    ]:
+        status, problem = _predict(api, token, model_id, {"inputs": [bad]})
+        assert (status, problem["errors"][0]["field"]) == (422, field)
+    assert _balance(api, token) == 98
+
+
+def test_insufficient_credits_is_402_without_outputs(api: Api, setup: dict[str, Any]) -> None:
+    poor = register_and_login(api, "poor@example.com")
+    _grant(api, poor["id"], 5)
+    status, problem = _predict(
+        api, poor["access"], setup["model_id"], {"inputs": ROWS[:3].tolist()}
+    )
+    assert (status, problem["code"]) == (402, "insufficient_credits")
+    assert (problem["balance"], problem["required"]) == (5, 6)
+    assert "outputs" not in problem
+    assert _balance(api, poor["access"]) == 5
+
+
+def test_unknown_unready_and_archived_models_cost_nothing(api: Api, setup: dict[str, Any]) -> None:
+    token = setup["user"]["access"]
+    body = {"inputs": ROWS[:1].tolist()}
+    status, problem = _predict(api, token, str(uuid.uuid4()), body)
+    assert (status, problem["code"]) == (404, "model_not_found")
+    pending = create_model(api, setup["publisher"]["access"])[1]["model_id"]
+    status, problem = _predict(api, token, pending, body)
+    assert (status, problem["code"]) == (409, "model_not_ready")
+    archive = load_event(
+        "models_archive", access_token=setup["publisher"]["access"], model_id=setup["model_id"]
+    )
+    assert api.call("ModelsFunction", archive)[0] == 200
+    status, problem = _predict(api, token, setup["model_id"], body)
+    assert (status, problem["code"]) == (410, "model_archived")
+    assert _balance(api, token) == 100
+
+
+def test_model_failures_cost_nothing(api: Api, setup: dict[str, Any]) -> None:
+    broken = KNeighborsClassifier(n_neighbors=3).fit(ROWS[:10], LABELS[:10])
+    broken.n_neighbors = 50  # fitted, registrable, fails at predict time
+    model_id = publish(api, setup["publisher"]["access"], model_file(broken), price=1)
+    token = setup["user"]["access"]
+    status, problem = _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})
+    assert (status, problem["code"]) == (500, "prediction_failed")
+    # A model whose stored part is gone cannot load: 500, no charge.
+    from creditml.models.wiring import reset_model_wiring
+
+    settings = get_settings()
+    for item in boto3.client("s3").list_objects_v2(Bucket=settings.models_bucket)["Contents"]:
+        boto3.client("s3").delete_object(Bucket=settings.models_bucket, Key=item["Key"])
+    reset_model_wiring()
+    status, problem = _predict(api, token, setup["model_id"], {"inputs": ROWS[:1].tolist()})
+    assert (status, problem["code"]) == (500, "model_unavailable")
+    assert _balance(api, token) == 100
+    assert _history(api, token) == []
+
+
+def test_replays_return_the_receipt_once_charged(api: Api, setup: dict[str, Any]) -> None:
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    key = str(uuid.uuid4())
+    body = {"inputs": ROWS[:2].tolist()}
+    first = _predict_raw(api, token, model_id, body, key)
+    again = _predict_raw(api, token, model_id, body, key)
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert first["body"] == again["body"]
+    assert again["headers"].get("idempotent-replayed") == "true"
+    assert _balance(api, token) == 96
+    status, problem = _predict(api, token, model_id, {"inputs": ROWS[:3].tolist()}, key)
+    assert (status, problem["code"]) == (409, "idempotency_key_reused")
+    # Even after the model is archived, the retry still gets its receipt.
+    archive = load_event(
+        "models_archive", access_token=setup["publisher"]["access"], model_id=model_id
+    )
+    api.call("ModelsFunction", archive)
+    late = _predict_raw(api, token, model_id, body, key)
+    assert (late["statusCode"], late["body"]) == (200, first["body"])
+    assert _balance(api, token) == 96
+
+
+def test_a_price_change_is_charged_at_the_new_price(api: Api, setup: dict[str, Any]) -> None:
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    assert _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})[1]["cost"] == 2
+    # The owner raises the price; this container still caches the old one.
+    update = load_event(
+        "models_update", access_token=setup["publisher"]["access"], model_id=model_id
+    )
+    assert api.call("ModelsFunction", with_body(update, {"price": 5}))[0] == 200
+    status, receipt = _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})
+    assert (status, receipt["cost"], receipt["balance"]) == (200, 5, 93)
+
+
+def test_large_batches_keep_outputs_out_of_the_billing_write(
+    api: Api, setup: dict[str, Any]
+) -> None:
+    token = setup["user"]["access"]
+    _grant(api, setup["user"]["id"], 1000)
+    rows = np.random.default_rng(5).normal(size=(200, 4)).tolist()
+    status, receipt = _predict(api, token, setup["model_id"], {"inputs": rows})
+    assert (status, receipt["cost"]) == (200, 400)
+    settings = get_settings()
+    stored = boto3.client("s3").list_objects_v2(Bucket=settings.prediction_outputs_bucket)
+    assert len(stored["Contents"]) == 1
+    item = boto3.client("dynamodb").get_item(
+        TableName=settings.ledger_table,
+        Key={
+            "account_id": {"S": setup["user"]["id"]},
+            "sk": {"S": f"ENTRY#{receipt['prediction_id']}"},
+        },
+    )["Item"]
+    assert len(json.dumps(item)) < 1024
+    event = load_event(
+        "predictions_get", access_token=token, prediction_id=receipt["prediction_id"]
+    )
+    assert api.call(PREDICT, event)[1]["outputs"] == receipt["outputs"]
+
+
+def test_predictions_are_private(api: Api, setup: dict[str, Any]) -> None:
+    status, receipt = _predict(
+        api, setup["user"]["access"], setup["model_id"], {"inputs": ROWS[:1].tolist()}
+    )
+    other = register_and_login(api, "other@example.com")
+    event = load_event(
+        "predictions_get", access_token=other["access"], prediction_id=receipt["prediction_id"]
+    )
+    status, problem = api.call(PREDICT, event)
+    assert (status, problem["code"]) == (404, "prediction_not_found")
+    assert _history(api, other["access"]) == []
+
+
+def test_a_warm_prediction_makes_exactly_one_dynamodb_call(api: Api, setup: dict[str, Any]) -> None:
+    from botocore.client import BaseClient
+
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})  # warm up
+    calls: list[str] = []
+    original = BaseClient._make_api_call
+
+    def counting(self: Any, operation: str, params: Any) -> Any:
+        calls.append(f"{self.meta.service_model.service_name}:{operation}")
+        return original(self, operation, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", counting)
+        status, _ = _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})
+    assert status == 200
+    assert calls == ["dynamodb:TransactWriteItems"]
