@@ -13,11 +13,12 @@ PORT ?= 3000
 SAM := PATH="$(dir $(PY312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: help install install-sam dev test lint typecheck unit integration e2e validate build clean
+.PHONY: help install install-sam dev test lint typecheck unit integration e2e validate build bench clean
 
 help:
 	@echo "make dev    install and start the local stack (embedded AWS, seeded demo data)"
 	@echo "make test   install and run everything: lint, types, sam validate/build, all tests"
+	@echo "make bench  run the performance benchmarks (prints a table, writes benchmarks/results.json)"
 
 $(BIN)/creditml: pyproject.toml
 	@test -x $(BIN)/python || $(PY312) -m venv $(VENV)
@@ -61,6 +62,9 @@ e2e: install
 
 test: lint typecheck validate build
 	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .creditml

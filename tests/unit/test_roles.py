@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from creditml.api.dependencies import require_role
@@ -28,10 +30,10 @@ def test_role_matrix(actual: Role, required: Role, allowed: bool) -> None:
 def test_admin_dependency_refuses_non_admins(role: Role) -> None:
     check = require_role(Role.ADMIN).dependency  # type: ignore[attr-defined]
     with pytest.raises(Forbidden):
-        check(AccessClaims("u1", role, 0))
+        asyncio.run(check(AccessClaims("u1", role, 0)))
 
 
 def test_admin_dependency_admits_admins() -> None:
     check = require_role(Role.ADMIN).dependency  # type: ignore[attr-defined]
     claims = AccessClaims("u1", Role.ADMIN, 0)
-    assert check(claims) is claims
+    assert asyncio.run(check(claims)) is claims

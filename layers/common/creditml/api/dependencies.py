@@ -120,7 +120,9 @@ def reset_dependencies() -> None:
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
 
 
-def current_principal(
+# Dependencies are `async def` although they await nothing: FastAPI runs plain `def`
+# dependencies in a thread pool, a thread hop per dependency per request.
+async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
     """The caller, from a valid access token; 401 otherwise."""
@@ -129,14 +131,27 @@ def current_principal(
     return token_signer().verify_access(credentials.credentials)
 
 
+async def _auth_service() -> AuthService:
+    return auth_service()
+
+
+async def _billing_service() -> BillingService:
+    return billing_service()
+
+
+async def _model_service() -> ModelService:
+    return model_service()
+
+
 Principal = Annotated[AccessClaims, Depends(current_principal)]
-AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
+AuthServiceDep = Annotated[AuthService, Depends(_auth_service)]
+ModelServiceDep = Annotated[ModelService, Depends(_model_service)]
 
 
 def require_role(required: Role) -> object:
     """A dependency that admits callers whose role satisfies `required`; 403 otherwise."""
 
-    def check(principal: Principal) -> AccessClaims:
+    async def check(principal: Principal) -> AccessClaims:
         if not role_satisfies(principal.role, required):
             raise Forbidden()
         return principal
@@ -150,7 +165,7 @@ AdminPrincipal = Annotated[AccessClaims, require_role(Role.ADMIN)]
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(
@@ -170,4 +185,4 @@ def idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
-BillingServiceDep = Annotated[BillingService, Depends(billing_service)]
+BillingServiceDep = Annotated[BillingService, Depends(_billing_service)]

@@ -21,6 +21,7 @@ ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
 TokenType = Literal["access", "refresh"]
 _REQUIRED = ["exp", "iat", "sub", "typ", "iss"]
+VERIFIED_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class TokenSigner:
         self._issuer = issuer
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self._verified: dict[str, AccessClaims] = {}
 
     def issue_access(self, user_id: str, role: Role, now: int | None = None) -> str:
         """A short-lived access token for `user_id` acting as `role`."""
@@ -82,13 +84,23 @@ class TokenSigner:
         return token, RefreshClaims(user_id, token_id, family_id, exp)
 
     def verify_access(self, token: str) -> AccessClaims:
-        """Claims of a valid access token; InvalidToken for anything else."""
+        """Claims of a valid access token; InvalidToken for anything else.
+
+        A token verified once is remembered until it expires (bounded), so a warm container
+        does not re-run HMAC and JSON parsing for every request of the same session."""
+        known = self._verified.get(token)
+        if known is not None and known.expires_at > time.time():
+            return known
         claims = self._decode(token, "access")
         try:
             role = Role(claims["role"])
         except (KeyError, ValueError) as exc:
             raise InvalidToken() from exc
-        return AccessClaims(str(claims["sub"]), role, int(claims["exp"]))
+        verified = AccessClaims(str(claims["sub"]), role, int(claims["exp"]))
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = verified
+        return verified
 
     def verify_refresh(self, token: str) -> RefreshClaims:
         """Claims of a valid refresh token; InvalidToken for anything else."""

@@ -70,7 +70,7 @@ def _aad(model_id: str, version: int, digest: str) -> bytes:
     return f"creditml-model|{model_id}|{version}|{digest}".encode()
 
 
-def _ctr(key: bytes, data: bytes) -> bytes:
+def _ctr(key: bytes, data: bytes | memoryview) -> bytes:
     encryptor = Cipher(algorithms.AES(key), modes.CTR(_CTR_NONCE)).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 
@@ -86,8 +86,9 @@ def all_or_nothing(plaintext: bytes) -> bytes:
     return inner + _xor(inner_key, hashlib.sha256(inner).digest())
 
 
-def undo_all_or_nothing(package: bytes) -> bytes:
-    inner, masked = package[:-KEY_BYTES], package[-KEY_BYTES:]
+def undo_all_or_nothing(package: bytes | memoryview) -> bytes:
+    view = memoryview(package)  # slices of a view copy nothing
+    inner, masked = view[:-KEY_BYTES], bytes(view[-KEY_BYTES:])
     return _ctr(_xor(masked, hashlib.sha256(inner).digest()), inner)
 
 
@@ -108,13 +109,23 @@ def seal(
 def unseal(parts: SealedModel, model_id: str, version: int, keys: DataKeys) -> bytes:
     """The model file from both parts; ModelIntegrityError if anything does not check out."""
     data_key = keys.unwrap(parts.wrapped_key, encryption_context(model_id, version))
+    if len(parts.big) < TAG_BYTES:
+        raise ModelIntegrityError("model parts are truncated")
+    # Streamed into one buffer: joining the parts first would copy the model once more.
+    big = memoryview(parts.big)
+    decryptor = Cipher(
+        algorithms.AES(data_key), modes.GCM(parts.nonce, bytes(big[-TAG_BYTES:]))
+    ).decryptor()
+    decryptor.authenticate_additional_data(_aad(model_id, version, parts.digest))
+    buffer = bytearray(len(parts.small) + len(big) - TAG_BYTES + 15)
+    view = memoryview(buffer)
+    written = decryptor.update_into(parts.small, view)
+    written += decryptor.update_into(big[:-TAG_BYTES], view[written:])
     try:
-        package = AESGCM(data_key).decrypt(
-            parts.nonce, parts.small + parts.big, _aad(model_id, version, parts.digest)
-        )
+        decryptor.finalize()  # checks the tag: nothing decrypted is used before this
     except InvalidTag as exc:
         raise ModelIntegrityError("model parts failed authentication") from exc
-    plaintext = undo_all_or_nothing(package)
+    plaintext = undo_all_or_nothing(view[:written])
     if hashlib.sha256(plaintext).hexdigest() != parts.digest:
         raise ModelIntegrityError("model digest mismatch")
     return plaintext

@@ -14,6 +14,7 @@ the transaction itself proves the cached price and version are still current.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.entries import EntryKind, LedgerEntry
-from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for, request_hash
+from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for
 from creditml.errors import (
     IdempotencyKeyReused,
     ModelArchived,
@@ -98,13 +99,8 @@ class PredictionService:
     ) -> tuple[Receipt, bool]:
         """Predict and charge. Returns the receipt and whether it replays an earlier one."""
         document = parse_body(body, self._max_request_bytes)
-        fingerprint = request_hash(
-            "predict",
-            {
-                "model_id": model_id,
-                "body": document if _plain(document) else body.decode("latin-1"),
-            },
-        )
+        # The exact bytes identify the request: a retry resends them as they were.
+        fingerprint = hashlib.sha256(model_id.encode() + b"\n" + body).hexdigest()
         for _ in range(MAX_PRECONDITION_RETRIES):
             model = self._serving_model(caller, model_id, idempotency_key, fingerprint)
             schema = model.serving_schema
@@ -128,7 +124,16 @@ class PredictionService:
                 # Price, version or status changed since this container cached the model.
                 self._heads.pop(model_id, None)
                 continue
-            return self._receipt(entry), replayed
+            if replayed:  # the stored receipt, outputs as first delivered
+                return self._receipt(entry), True
+            return Receipt(
+                prediction_id=entry.id,
+                outputs=outputs,
+                probabilities=probabilities,
+                cost=cost,
+                balance=entry.balance_after,
+                model_version=model.serving_version,
+            ), False
         raise ModelUnavailable("The model kept changing while predicting; retry.")
 
     def _serving_model(
@@ -274,15 +279,6 @@ class PredictionService:
 class _Replay(Exception):  # control flow, caught in predict_or_replay
     def __init__(self, entry: LedgerEntry) -> None:
         self.entry = entry
-
-
-def _plain(document: Any) -> bool:
-    """Whether the parsed body is plain JSON (no NaN/Infinity tokens) for hashing."""
-    try:
-        json.dumps(document, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def predict_or_replay(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 
-from creditml.api.dependencies import Principal, model_service
+from creditml.api.dependencies import ModelServiceDep, Principal
 from creditml.api.problems import PROBLEM_RESPONSES, Problem
 from creditml.models.api_schemas import (
     ModelCreate,
@@ -16,11 +16,11 @@ from creditml.models.api_schemas import (
     Upload,
     UploadCreated,
 )
-from creditml.models.service import ModelService, UploadTicket
+from creditml.models.service import UploadTicket
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["models"])
 ModelId = Annotated[str, Path(min_length=1, max_length=64)]
-Service = Annotated[ModelService, Depends(model_service)]
+Service = ModelServiceDep
 
 
 def _problem(description: str) -> dict[str, object]:

@@ -27,7 +27,7 @@ router = APIRouter(responses=PROBLEM_RESPONSES, tags=["predictions"])
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
-def _service() -> PredictionService:
+async def _service() -> PredictionService:
     from creditml.predictions.wiring import prediction_service
 
     return prediction_service()
@@ -69,8 +69,7 @@ async def predict(
     key: IdempotencyKey,
     principal: Principal,
     service: Service,
-    response: Response,
-) -> Receipt:
+) -> Response:
     """Predict with the model's serving version and pay rows x price, once. Anything that
     fails (bad rows, unready model, insufficient credits, model errors) costs nothing.
     Retrying with the same Idempotency-Key and body returns the same receipt, unbilled."""
@@ -81,9 +80,13 @@ async def predict(
         raise UnsupportedMediaType()
     body = await request.body()
     receipt, replayed = predict_or_replay(service, principal, id, body, key)
-    if replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    return receipt
+    # Serialized directly: FastAPI's re-validation and jsonable_encoder would walk every
+    # output and probability again (the receipt is already a validated model).
+    return Response(
+        receipt.model_dump_json(exclude_none=True).encode(),
+        media_type="application/json",
+        headers={REPLAYED_HEADER: "true"} if replayed else None,
+    )
 
 
 @router.get("/predictions", response_model=PredictionPage)

@@ -1,0 +1,518 @@
+"""CreditML performance benchmarks: one command, one table, results.json.
+
+    .venv/bin/python benchmarks/run.py            # or: make bench
+
+Measures, each in one run (targets from ../shared/DESIGN.md section 8):
+  warm predict overhead   handler path (HTTP API v2 event -> Mangum -> auth -> validation ->
+                          cached model -> predict -> billing write with the AWS call stubbed)
+                          minus raw model.predict on the same row        target <= 0.5 ms median
+  DynamoDB calls / warm predict  (moto, nothing stubbed)                 target == 1
+  cold auth import        fresh process, median of 5                    target <= 250 ms
+  cold predict            fresh process: predict import + first prediction of a ~1 MB forest
+                          from the local stack, median of 5             target <= 1.5 s
+  model load ratio        fetch + reassemble + decrypt + load of a ~50 MB forest from the
+                          local stack / plain joblib.load of the file   target <= 1.5
+  per-row ratio           (1,000-row request time / 1,000) / 1-row request time  target <= 0.02
+
+Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results.json"
+PYTHON = sys.executable
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+warnings.filterwarnings("ignore")
+
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from creditml.devstack.template import Template  # noqa: E402
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _file_of(model: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def _forest(target_bytes: int, seed: int = 0) -> RandomForestClassifier:
+    """A forest of roughly `target_bytes` (fully grown trees on noisy labels)."""
+    rng = np.random.default_rng(seed)
+    samples = max(200, target_bytes // 1600)
+    features = rng.normal(size=(samples, 10))
+    labels = rng.integers(0, 2, size=samples)
+    trees = max(1, round(target_bytes / (samples * 31)))
+    return RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(
+        features, labels
+    )
+
+
+@contextmanager
+def _in_process_aws() -> Iterator[dict[str, str]]:
+    """moto in-process with the template's resources, this process set up as a container."""
+    from moto import mock_aws
+
+    from creditml.devstack.aws import function_environment, provision
+    from creditml.devstack.stack import apply_environment, aws_environment
+
+    environment = aws_environment("unused")
+    del environment["AWS_ENDPOINT_URL"]
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.update(environment)
+    with mock_aws():
+        template = Template(ROOT / "template.yaml")
+        provisioned = provision(template, "bench")
+        environment |= function_environment(template, provisioned, "bench")
+        apply_environment(environment)
+        yield environment
+
+
+def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
+    """Create and register a model through the real services (no HTTP)."""
+    from creditml.api.dependencies import model_service
+    from creditml.auth.roles import Role
+    from creditml.auth.tokens import AccessClaims
+    from creditml.models.service import upload_key
+    from creditml.models.wiring import registrar
+    from creditml.settings import get_settings
+    from creditml.storage.model_parts import Uploads
+
+    caller = AccessClaims(owner_id, Role.ADMIN, 0)
+    ticket = model_service().create(caller, "bench", None, price)
+    key = upload_key(ticket.model.id, 1)
+    Uploads(get_settings().uploads_bucket).put(key, data)
+    # In-process there is no S3 event: register here. Against the local stack its own event
+    # delivery may win the race (registration is idempotent); either way, wait for ready.
+    registrar().register(key)
+    deadline = time.monotonic() + 120
+    while model_service().show(caller, ticket.model.id).serving_version != 1:
+        assert time.monotonic() < deadline, "model did not become ready"
+        time.sleep(0.05)
+    return ticket.model.id
+
+
+def _warm_handler_setup(model: Any, grant: int = 10**9) -> dict[str, Any]:
+    """A registered model, a funded user with a token, the predict handler, a base event."""
+    from creditml.api.dependencies import auth_service, ledger, token_signer
+    from creditml.billing.entries import EntryKind
+    from creditml.devstack.runtime import LambdaContext, load_handler
+
+    template = Template(ROOT / "template.yaml")
+    user = auth_service().register(f"bench-{uuid.uuid4().hex[:6]}@example.com", "benchmark pw 1")
+    ledger().credit(
+        user.id,
+        grant,
+        EntryKind.GRANT,
+        actor_id="bench-admin",
+        idempotency_key=str(uuid.uuid4()),
+        request="bench",
+    )
+    model_id = _publish_directly(user.id, _file_of(model))
+    token = token_signer().issue_access(user.id, user.role)
+    event = json.loads(
+        (ROOT / "events" / "predictions_create.json")
+        .read_text()
+        .replace("<access-token>", token)
+        .replace("<model-id>", model_id)
+    )
+    spec = template.functions["PredictFunction"]
+    return {
+        "handler": load_handler(spec),
+        "event": event,
+        "model_id": model_id,
+        "context": LambdaContext(function_name="PredictFunction"),
+    }
+
+
+def _call(setup: dict[str, Any], rows: list[list[float]]) -> float:
+    event = copy.copy(setup["event"])
+    event["headers"] = {**event["headers"], "idempotency-key": uuid.uuid4().hex}
+    event["body"] = json.dumps({"inputs": rows})
+    started = time.perf_counter()
+    response = setup["handler"](event, setup["context"])
+    elapsed = time.perf_counter() - started
+    assert response["statusCode"] == 200, response
+    return elapsed
+
+
+@contextmanager
+def _stubbed_billing_write() -> Iterator[None]:
+    """Replace the one DynamoDB call (the billing transaction) with an immediate success."""
+    from datetime import UTC, datetime
+
+    from creditml.billing.entries import AccountState, LedgerEntry, PendingEntry
+    from creditml.storage import ledger as storage
+
+    def write(self: Any, pending: PendingEntry, expected: AccountState) -> Any:
+        return storage.Written(
+            LedgerEntry(
+                id=pending.entry_id,
+                account_id=pending.account_id,
+                sequence=expected.seq + 1,
+                kind=pending.kind,
+                amount=pending.amount,
+                balance_after=expected.balance + pending.amount,
+                created_at=datetime.now(UTC),
+                actor_id=pending.actor_id,
+                idempotency_key=pending.idempotency_key,
+                details=pending.details,
+            )
+        )
+
+    from creditml.storage.prediction_outputs import PredictionOutputs
+
+    original = storage.LedgerRepository.write
+    original_put = PredictionOutputs.put
+    storage.LedgerRepository.write = write  # type: ignore[method-assign]
+    PredictionOutputs.put = lambda self, key, data: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        storage.LedgerRepository.write = original  # type: ignore[method-assign]
+        PredictionOutputs.put = original_put  # type: ignore[method-assign]
+
+
+def bench_warm_path(iterations: int = 2000) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 4))
+    labels = (features[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(features, labels)
+    row = [features[0].tolist()]
+    matrix = np.asarray(row)
+    with _in_process_aws():
+        setup = _warm_handler_setup(model)
+        for _ in range(50):
+            _call(setup, row)  # warm: model cached, metadata cached, code paths hot
+        calls = _count_aws_calls(lambda: _call(setup, row))
+        with _stubbed_billing_write():
+            for _ in range(50):
+                _call(setup, row)
+            overhead, overhead_with_proba = [], []
+            for _ in range(iterations):
+                handler = _call(setup, row)
+                started = time.perf_counter()
+                model.predict(matrix)
+                raw = time.perf_counter() - started
+                model.predict_proba(matrix)
+                both = time.perf_counter() - started
+                overhead.append((handler - raw) * 1000)
+                overhead_with_proba.append((handler - both) * 1000)
+            one = [_call(setup, row) for _ in range(300)]
+            thousand_rows = rng.normal(size=(1000, 4)).tolist()
+            thousand = [_call(setup, thousand_rows) for _ in range(50)]
+    per_row_ratio = (statistics.median(thousand) / 1000) / statistics.median(one)
+    return {
+        "warm_overhead_median_ms": statistics.median(overhead),
+        "warm_overhead_p99_ms": _percentile(overhead, 0.99),
+        "warm_overhead_vs_predict_and_proba_median_ms": statistics.median(overhead_with_proba),
+        "warm_handler_1_row_median_ms": statistics.median(one) * 1000,
+        "warm_handler_1000_rows_median_ms": statistics.median(thousand) * 1000,
+        "per_row_ratio": per_row_ratio,
+        "dynamodb_calls_per_warm_predict": calls.count("dynamodb"),
+        "aws_calls_per_warm_predict": calls,
+    }
+
+
+def _count_aws_calls(action: Callable[[], Any]) -> list[str]:
+    from botocore.client import BaseClient
+
+    calls: list[str] = []
+    original = BaseClient._make_api_call
+
+    def counting(self: Any, operation: str, params: Any) -> Any:
+        calls.append(self.meta.service_model.service_name)
+        return original(self, operation, params)
+
+    BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    try:
+        action()
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]
+    return calls
+
+
+IMPORT_PROBE = """
+import importlib.util, sys, time
+started = time.perf_counter()
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+elapsed = time.perf_counter() - started
+heavy = sorted(m for m in ("sklearn", "scipy", "numpy") if m in sys.modules)
+print(elapsed, ",".join(heavy))
+"""
+
+
+def bench_auth_import(runs: int = 5) -> dict[str, Any]:
+    times, heavy = [], set()
+    for _ in range(runs):
+        out = subprocess.run(
+            [PYTHON, "-c", IMPORT_PROBE, str(ROOT / "functions/auth/app.py")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        times.append(float(out[0]) * 1000)
+        heavy.update(out[1:])
+    return {
+        "cold_auth_import_median_ms": statistics.median(times),
+        "cold_auth_import_runs_ms": times,
+        "auth_loads_ml": sorted(heavy),
+    }
+
+
+COLD_PREDICT_PROBE = """
+import json, os, sys, time, uuid, importlib.util, asyncio
+state = json.loads(open(sys.argv[1]).read())
+os.environ.update(state["environment"])
+os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+event = json.loads(sys.argv[3])
+started = time.perf_counter()
+spec = importlib.util.spec_from_file_location("app", sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported = time.perf_counter()
+class Context:
+    function_name = "PredictFunction"; memory_limit_in_mb = 2048; function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
+    aws_request_id = str(uuid.uuid4()); log_group_name = "x"; log_stream_name = "y"
+    def get_remaining_time_in_millis(self): return 30000
+response = module.handler(event, Context())
+done = time.perf_counter()
+assert response["statusCode"] == 200, response
+print(imported - started, done - started)
+"""
+
+
+def bench_cold_predict_and_load(runs: int = 5) -> dict[str, Any]:
+    """Against the real local stack (embedded AWS over HTTP), as a cold container sees it."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        (work / "template.yaml").write_text((ROOT / "template.yaml").read_text())
+        os.symlink(ROOT / "functions", work / "functions")
+        process = subprocess.Popen(
+            [str(Path(PYTHON).with_name("creditml")), "dev", "--port", "0"],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "CREDITML_ADMIN_PASSWORD": "bench admin password"},
+        )
+        try:
+            assert process.stdout is not None
+            url = ""
+            for line in process.stdout:
+                if "API " in line:
+                    url = line.split()[-1]
+                if "Press Ctrl-C" in line:
+                    break
+            state_file = work / ".creditml" / "dev-stack.json"
+            state = json.loads(state_file.read_text())
+            return _against_stack(url, state, state_file, runs, httpx)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _against_stack(
+    url: str, state: dict[str, Any], state_file: Path, runs: int, httpx: Any
+) -> dict[str, Any]:
+    from creditml.devstack.stack import apply_environment
+
+    apply_environment(state["environment"])
+    from creditml.api.dependencies import auth_service, ledger, token_signer
+    from creditml.billing.entries import EntryKind
+    from creditml.models.wiring import model_loader
+
+    user = auth_service().register(f"cold-{uuid.uuid4().hex[:6]}@example.com", "benchmark pw 1")
+    ledger().credit(
+        user.id,
+        10**6,
+        EntryKind.GRANT,
+        actor_id="bench-admin",
+        idempotency_key=str(uuid.uuid4()),
+        request="bench",
+    )
+    # A ~1 MB forest for the cold prediction
+    small = _forest(1_000_000)
+    small_file = _file_of(small)
+    small_id = _publish_directly(user.id, small_file)
+    token = token_signer().issue_access(user.id, user.role)
+    base = (ROOT / "events" / "predictions_create.json").read_text()
+    base = base.replace("<access-token>", token).replace("<model-id>", small_id)
+    row = np.random.default_rng(1).normal(size=(1, 10)).tolist()
+    imports, firsts = [], []
+    for _ in range(runs):
+        event = json.loads(base.replace("<idempotency-key>", uuid.uuid4().hex))
+        event["body"] = json.dumps({"inputs": row})
+        out = subprocess.run(
+            [
+                PYTHON,
+                "-c",
+                COLD_PREDICT_PROBE,
+                str(state_file),
+                str(ROOT / "functions/predict/app.py"),
+                json.dumps(event),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        imported, total = (float(value) for value in out.stdout.strip().splitlines()[-1].split())
+        imports.append(imported * 1000)
+        firsts.append(total * 1000)
+    # A ~50 MB forest: loader (fetch + reassemble + decrypt + load) vs joblib.load of a file
+    big = _forest(50_000_000, seed=2)
+    big_file = _file_of(big)
+    big_id = _publish_directly(user.id, big_file)
+    with tempfile.NamedTemporaryFile(suffix=".joblib") as handle:
+        handle.write(big_file)
+        handle.flush()
+        plain, loaded = [], []
+        for _ in range(3):
+            started = time.perf_counter()
+            joblib.load(handle.name)
+            plain.append(time.perf_counter() - started)
+            model_loader().cache.__init__(model_loader().cache.max_bytes)  # type: ignore[misc]
+            started = time.perf_counter()
+            model_loader().load(big_id, 1)
+            loaded.append(time.perf_counter() - started)
+    # Where the load time goes (one more cold load, step by step)
+    from creditml.models.crypto import unseal
+    from creditml.models.safe_loading import load_model
+    from creditml.models.wiring import data_keys, model_parts
+
+    started = time.perf_counter()
+    sealed = model_parts().fetch(big_id, 1)
+    fetched = time.perf_counter()
+    plaintext = unseal(sealed, big_id, 1, data_keys())
+    unsealed = time.perf_counter()
+    load_model(plaintext)
+    done = time.perf_counter()
+    return {
+        "model_load_fetch_s": fetched - started,
+        "model_load_unwrap_decrypt_verify_s": unsealed - fetched,
+        "model_load_safe_unpickle_s": done - unsealed,
+        "cold_predict_import_median_ms": statistics.median(imports),
+        "cold_predict_first_prediction_median_ms": statistics.median(firsts),
+        "cold_predict_runs_ms": firsts,
+        "small_forest_bytes": len(small_file),
+        "big_forest_bytes": len(big_file),
+        "joblib_load_median_s": statistics.median(plain),
+        "model_load_median_s": statistics.median(loaded),
+        "model_load_ratio": statistics.median(loaded) / statistics.median(plain),
+    }
+
+
+TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
+    (
+        "warm predict overhead (median)",
+        "warm_overhead_median_ms",
+        "ms",
+        lambda v: v <= 0.5,
+        "<= 0.5",
+    ),
+    ("warm predict overhead (p99)", "warm_overhead_p99_ms", "ms", lambda v: True, "report"),
+    (
+        "  same, vs predict + predict_proba",
+        "warm_overhead_vs_predict_and_proba_median_ms",
+        "ms",
+        lambda v: True,
+        "report",
+    ),
+    (
+        "DynamoDB calls per warm predict",
+        "dynamodb_calls_per_warm_predict",
+        "",
+        lambda v: v == 1,
+        "== 1",
+    ),
+    (
+        "cold auth import (median of 5)",
+        "cold_auth_import_median_ms",
+        "ms",
+        lambda v: v <= 250,
+        "<= 250",
+    ),
+    (
+        "cold predict import (median of 5)",
+        "cold_predict_import_median_ms",
+        "ms",
+        lambda v: True,
+        "report",
+    ),
+    (
+        "cold predict import + first prediction, 1 MB forest",
+        "cold_predict_first_prediction_median_ms",
+        "ms",
+        lambda v: v <= 1500,
+        "<= 1500",
+    ),
+    (
+        "model load / joblib.load, 50 MB forest",
+        "model_load_ratio",
+        "x",
+        lambda v: v <= 1.5,
+        "<= 1.5",
+    ),
+    ("1,000-row per-row time / 1-row time", "per_row_ratio", "x", lambda v: v <= 0.02, "<= 0.02"),
+]
+
+
+def main() -> int:
+    results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    results |= bench_warm_path()
+    results |= bench_auth_import()
+    results |= bench_cold_predict_and_load()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(name) for name, *_ in TARGETS)
+    lines = [f"{'metric':<{width}}  {'value':>12}  {'target':>8}  met"]
+    for name, key, unit, ok, target in TARGETS:
+        value = float(results[key])
+        verdict = "-" if target == "report" else ("yes" if ok(value) else "NO")
+        lines.append(f"{name:<{width}}  {value:>10.3f}{unit:>2}  {target:>8}  {verdict}")
+    lines.append(
+        f"(50 MB load: fetch {results['model_load_fetch_s']:.3f} s, unwrap+decrypt+verify "
+        f"{results['model_load_unwrap_decrypt_verify_s']:.3f} s, safe unpickle "
+        f"{results['model_load_safe_unpickle_s']:.3f} s)"
+    )
+    lines.append(
+        f"(forests: {results['small_forest_bytes'] / 1e6:.1f} MB and "
+        f"{results['big_forest_bytes'] / 1e6:.1f} MB; joblib.load "
+        f"{results['joblib_load_median_s']:.3f} s, model load "
+        f"{results['model_load_median_s']:.3f} s; results in {RESULTS.relative_to(ROOT)})"
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
