@@ -311,39 +311,34 @@ print(imported - started, done - started)
 
 def bench_cold_predict_and_load(runs: int = 5) -> dict[str, Any]:
     """Against the real local stack (embedded AWS over HTTP), as a cold container sees it."""
-    import httpx
-
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "template.yaml").write_text((ROOT / "template.yaml").read_text())
         os.symlink(ROOT / "functions", work / "functions")
-        process = subprocess.Popen(
-            [str(Path(PYTHON).with_name("creditml")), "dev", "--port", "0"],
-            cwd=work,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "CREDITML_ADMIN_PASSWORD": "bench admin password"},
-        )
-        try:
-            assert process.stdout is not None
-            url = ""
-            for line in process.stdout:
-                if "API " in line:
-                    url = line.split()[-1]
-                if "Press Ctrl-C" in line:
-                    break
-            state_file = work / ".creditml" / "dev-stack.json"
-            state = json.loads(state_file.read_text())
-            return _against_stack(url, state, state_file, runs, httpx)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        # Output to a file: a pipe nobody drains would block the stack once it fills.
+        with (work / "stack.log").open("w") as log:
+            process = subprocess.Popen(
+                [str(Path(PYTHON).with_name("creditml")), "dev", "--port", "0"],
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "CREDITML_ADMIN_PASSWORD": "bench admin password"},
+            )
+            try:
+                deadline = time.monotonic() + 120
+                while "Press Ctrl-C" not in (work / "stack.log").read_text():
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError((work / "stack.log").read_text()[-2000:])
+                    time.sleep(0.1)
+                state_file = work / ".creditml" / "dev-stack.json"
+                state = json.loads(state_file.read_text())
+                return _against_stack(state, state_file, runs)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
 
 
-def _against_stack(
-    url: str, state: dict[str, Any], state_file: Path, runs: int, httpx: Any
-) -> dict[str, Any]:
+def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[str, Any]:
     from creditml.devstack.stack import apply_environment
 
     apply_environment(state["environment"])
