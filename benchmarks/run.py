@@ -165,24 +165,11 @@ def _stubbed_billing_write() -> Iterator[None]:
     """Replace the one DynamoDB call (the billing transaction) with an immediate success."""
     from datetime import UTC, datetime
 
-    from creditml.billing.entries import AccountState, LedgerEntry, PendingEntry
+    from creditml.billing.entries import AccountState, PendingEntry
     from creditml.storage import ledger as storage
 
     def write(self: Any, pending: PendingEntry, expected: AccountState) -> Any:
-        return storage.Written(
-            LedgerEntry(
-                id=pending.entry_id,
-                account_id=pending.account_id,
-                sequence=expected.seq + 1,
-                kind=pending.kind,
-                amount=pending.amount,
-                balance_after=expected.balance + pending.amount,
-                created_at=datetime.now(UTC),
-                actor_id=pending.actor_id,
-                idempotency_key=pending.idempotency_key,
-                details=pending.details,
-            )
-        )
+        return storage.Written(pending.applied_to(expected, datetime.now(UTC)))
 
     from creditml.storage.prediction_outputs import PredictionOutputs
 

@@ -22,17 +22,7 @@ from creditml.storage.ledger import (
 
 
 def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
-    return LedgerEntry(
-        id=pending.entry_id,
-        account_id=pending.account_id,
-        sequence=expected.seq + 1,
-        kind=pending.kind,
-        amount=pending.amount,
-        balance_after=expected.balance + pending.amount,
-        created_at=datetime.now(UTC),
-        actor_id=pending.actor_id,
-        idempotency_key=pending.idempotency_key,
-    )
+    return pending.applied_to(expected, datetime.now(UTC))
 
 
 class ScriptedStore:

@@ -62,3 +62,18 @@ class PendingEntry:
     request_hash: str
     details: dict[str, Any] = field(default_factory=dict)
     precondition: Precondition | None = None
+
+    def applied_to(self, state: AccountState, created_at: datetime) -> LedgerEntry:
+        """The entry this change becomes when written on top of `state`."""
+        return LedgerEntry(
+            id=self.entry_id,
+            account_id=self.account_id,
+            sequence=state.seq + 1,
+            kind=self.kind,
+            amount=self.amount,
+            balance_after=state.balance + self.amount,
+            created_at=created_at,
+            actor_id=self.actor_id,
+            idempotency_key=self.idempotency_key,
+            details=self.details,
+        )
