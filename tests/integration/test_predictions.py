@@ -333,3 +333,25 @@ def test_a_warm_prediction_makes_exactly_one_dynamodb_call(api: Api, setup: dict
         status, _ = _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})
     assert status == 200
     assert calls == ["dynamodb:TransactWriteItems"]
+
+
+def test_business_metrics_are_recorded(api: Api, setup: dict[str, Any]) -> None:
+    from creditml.models.wiring import reset_model_wiring
+    from creditml.predictions import wiring
+
+    reset_model_wiring()  # a cold container: the first load is a cache miss
+    seen: list[tuple[str, float]] = []
+    wiring.prediction_service()._observe = lambda name, value: seen.append((name, value))
+    poor = register_and_login(api, "poor@example.com")
+    assert (
+        _predict(api, setup["user"]["access"], setup["model_id"], {"inputs": ROWS[:3].tolist()})[0]
+        == 200
+    )
+    assert _predict(api, poor["access"], setup["model_id"], {"inputs": ROWS[:1].tolist()})[0] == 402
+    names = [name for name, _ in seen]
+    assert names.count("ModelCacheMisses") == 1
+    assert "ModelLoadTime" in names
+    assert ("Predictions", 1) in seen
+    assert ("PredictedRows", 3) in seen
+    assert ("CreditsDebited", 6) in seen
+    assert ("InsufficientCredits", 1) in seen

@@ -26,6 +26,7 @@ from creditml.billing.entries import EntryKind, LedgerEntry
 from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for
 from creditml.errors import (
     IdempotencyKeyReused,
+    InsufficientCredits,
     ModelArchived,
     ModelNotFound,
     ModelNotReady,
@@ -82,8 +83,10 @@ class PredictionService:
         max_request_bytes: int,
         inline_outputs_bytes: int,
         clock: Callable[[], float] = time.perf_counter,
+        observe: Callable[[str, float], None] = lambda name, value: None,
     ) -> None:
         self._models = models
+        self._observe = observe  # business metrics (name, value); a no-op by default
         self._loader = loader
         self._ledger = ledger
         self._entries = entries
@@ -120,12 +123,18 @@ class PredictionService:
                     idempotency_key,
                     fingerprint,
                 )
+            except InsufficientCredits:
+                self._observe("InsufficientCredits", 1)
+                raise
             except PreconditionNotMet:
                 # Price, version or status changed since this container cached the model.
                 self._heads.pop(model_id, None)
                 continue
             if replayed:  # the stored receipt, outputs as first delivered
                 return self._receipt(entry), True
+            self._observe("Predictions", 1)
+            self._observe("PredictedRows", len(rows))
+            self._observe("CreditsDebited", cost)
             return Receipt(
                 prediction_id=entry.id,
                 outputs=outputs,
@@ -160,10 +169,14 @@ class PredictionService:
 
     def _run(self, model: Model, rows: Any) -> tuple[list[Any], list[list[float]] | None, float]:
         assert model.serving_version is not None
+        loading = self._clock()
         try:
-            estimator, _ = self._loader.load(model.id, model.serving_version)
+            estimator, cached = self._loader.load(model.id, model.serving_version)
         except Exception as exc:  # any load failure: no charge, a clear 500
             raise ModelUnavailable() from exc
+        if not cached:
+            self._observe("ModelCacheMisses", 1)
+            self._observe("ModelLoadTime", (self._clock() - loading) * 1000)
         started = self._clock()
         try:
             with warnings.catch_warnings():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from creditml.api.dependencies import ledger, ledger_store
+from creditml.api.observability import record_metric
 from creditml.models.wiring import model_loader
 from creditml.predictions.service import PredictionService
 from creditml.settings import get_settings
@@ -24,4 +25,5 @@ def prediction_service() -> PredictionService:
         max_rows=settings.max_prediction_rows,
         max_request_bytes=settings.max_request_bytes,
         inline_outputs_bytes=settings.inline_outputs_bytes,
+        observe=record_metric,
     )
