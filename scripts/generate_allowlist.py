@@ -99,6 +99,16 @@ INTERNAL_MODULES = [
 ]
 # Cython helpers that rebuild an instance of a class that itself passed the allowlist.
 CYTHON_HELPERS = ("newObj",)
+# Estimators whose stored settings can make them touch the file system at predict time:
+# the text vectorizers take `input="filename"` (open() each value) or `input="file"`
+# (.read() it). Predictions here take numeric rows only, so they could never serve anyway.
+EXCLUDED = frozenset(
+    {
+        "sklearn.feature_extraction.text.CountVectorizer",
+        "sklearn.feature_extraction.text.HashingVectorizer",
+        "sklearn.feature_extraction.text.TfidfVectorizer",
+    }
+)
 
 
 def _qualified(obj: object) -> str:
@@ -120,7 +130,7 @@ def collect() -> list[str]:
                 helper = attribute.startswith("__pyx_unpickle_") or attribute in CYTHON_HELPERS
                 if defined_here or helper:
                     names.add(f"{module_name}.{attribute}")
-    return sorted(names)
+    return sorted(names - EXCLUDED)
 
 
 def render(names: list[str]) -> str:

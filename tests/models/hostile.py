@@ -93,6 +93,12 @@ def hostile_files(marker: Path, real_model: Any) -> dict[str, tuple[bytes, str]]
         ),
     )
     files["inside_object_array"] = (_joblib(array_holder), "builtins.eval")
+    # No forbidden global at all: allowlist-era classes configured to read a file at
+    # predict time (a text vectorizer with input="filename" fed a path by an imputer).
+    files["file_reading_vectorizer"] = (
+        _joblib(_file_reader(marker)),
+        "sklearn.feature_extraction.text.CountVectorizer",
+    )
     # The same, compressed: the check must not depend on the container format.
     files["compressed"] = (_joblib(pipeline, compress=3), f"{os.system.__module__}.system")
     return files
@@ -108,3 +114,36 @@ def _joblib(model: Any, compress: int = 0) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=compress)
     return buffer.getvalue()
+
+
+def _file_reader(marker: Path) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    pipeline = Pipeline(
+        [
+            (
+                "path",
+                SimpleImputer(
+                    missing_values=1.0,
+                    strategy="constant",
+                    fill_value=str(marker),
+                    keep_empty_features=True,
+                ),
+            ),
+            (
+                "read",
+                ColumnTransformer(
+                    [("v", CountVectorizer(input="filename", vocabulary=["a", "b"]), 0)]
+                ),
+            ),
+            ("fit", LinearRegression()),
+        ]
+    )
+    marker.write_text("a b")  # the fit itself must read something
+    pipeline.fit(np.array([[1.0], [1.0]], dtype=object), [1.0, 2.0])
+    marker.unlink()
+    return pipeline
