@@ -355,3 +355,50 @@ def test_business_metrics_are_recorded(api: Api, setup: dict[str, Any]) -> None:
     assert ("PredictedRows", 3) in seen
     assert ("CreditsDebited", 6) in seen
     assert ("InsufficientCredits", 1) in seen
+
+
+def test_a_reused_key_never_touches_the_charged_outputs(api: Api, setup: dict[str, Any]) -> None:
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    _grant(api, setup["user"]["id"], 1000)
+    key = str(uuid.uuid4())
+    big = {"inputs": np.random.default_rng(8).normal(size=(200, 4)).tolist()}
+    first = _predict_raw(api, token, model_id, big, key)
+    assert first["statusCode"] == 200
+    # Same key, other body: refused, and the charged result's stored outputs survive.
+    other = {"inputs": np.random.default_rng(9).normal(size=(150, 4)).tolist()}
+    status, problem = _predict(api, token, model_id, other, key)
+    assert (status, problem["code"]) == (409, "idempotency_key_reused")
+    # A same-body replay re-runs nothing it stores: the receipt is the first one, byte for byte.
+    again = _predict_raw(api, token, model_id, big, key)
+    assert again["body"] == first["body"]
+    prediction_id = json.loads(first["body"])["prediction_id"]
+    event = load_event("predictions_get", access_token=token, prediction_id=prediction_id)
+    assert api.call(PREDICT, event)[1]["outputs"] == json.loads(first["body"])["outputs"]
+    stored = boto3.client("s3").list_objects_v2(Bucket=get_settings().prediction_outputs_bucket)
+    assert len(stored["Contents"]) == 1  # the losers' outputs were removed, the winner's kept
+
+
+def test_a_retry_after_the_schema_changed_gets_its_receipt(api: Api, setup: dict[str, Any]) -> None:
+    from tests.integration.publishing import upload_and_register
+
+    token, model_id = setup["user"]["access"], setup["model_id"]
+    key = str(uuid.uuid4())
+    body = {"inputs": ROWS[:2].tolist()}
+    first = _predict_raw(api, token, model_id, body, key)
+    assert first["statusCode"] == 200
+    # The owner ships version 2, which takes 6 features instead of 4.
+    new_version = load_event(
+        "models_new_version", access_token=setup["publisher"]["access"], model_id=model_id
+    )
+    assert api.call("ModelsFunction", new_version)[0] == 201
+    wider = RandomForestClassifier(n_estimators=4, random_state=0).fit(
+        np.random.default_rng(2).normal(size=(40, 6)), np.arange(40) % 2
+    )
+    upload_and_register(api, model_id, 2, model_file(wider))
+    retry = _predict_raw(api, token, model_id, body, key)
+    assert (retry["statusCode"], retry["body"]) == (200, first["body"])
+    assert retry["headers"].get("idempotent-replayed") == "true"
+    # A new request with the old width is now a 422, and costs nothing.
+    status, _ = _predict(api, token, model_id, body)
+    assert status == 422
+    assert _balance(api, token) == 96

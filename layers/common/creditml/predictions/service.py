@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from creditml.auth.tokens import AccessClaims
 from creditml.billing.entries import EntryKind, LedgerEntry
 from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for
 from creditml.errors import (
+    DomainError,
     IdempotencyKeyReused,
     InsufficientCredits,
     ModelArchived,
@@ -108,8 +110,14 @@ class PredictionService:
             model = self._serving_model(caller, model_id, idempotency_key, fingerprint)
             schema = model.serving_schema
             assert schema is not None
-            rows = parse_rows(document, schema, self._max_rows)
-            outputs, probabilities, latency_ms = self._run(model, rows)
+            try:
+                rows = parse_rows(document, schema, self._max_rows)
+                outputs, probabilities, latency_ms = self._run(model, rows)
+            except DomainError:
+                # The model may have changed since this key was charged (new version, new
+                # schema): a retry of that request still gets its receipt, not an error.
+                self._replay_if_charged(caller, idempotency_key, fingerprint)
+                raise
             cost = len(rows) * model.price
             try:
                 entry, replayed = self._charge(
@@ -156,16 +164,22 @@ class PredictionService:
             self._heads.pop(model_id, None)
             # A retry of a request that succeeded before the model changed still gets its
             # receipt: look the key up (only on this rare path).
-            replay = self._entries.slot(caller.user_id, entry_id_for(caller.user_id, key))
-            if replay is not None:
-                entry, stored = replay
-                if stored != fingerprint:
-                    raise IdempotencyKeyReused()
-                raise _Replay(entry)
+            self._replay_if_charged(caller, key, fingerprint)
             if model.archived:
                 raise ModelArchived()
             raise ModelNotReady()
         return model
+
+    def _replay_if_charged(self, caller: AccessClaims, key: str, fingerprint: str) -> None:
+        """Raise the stored receipt (or a key-reuse refusal) if this key was already charged;
+        one read, only on error paths."""
+        taken = self._entries.slot(caller.user_id, entry_id_for(caller.user_id, key))
+        if taken is None:
+            return
+        entry, stored = taken
+        if stored != fingerprint:
+            raise IdempotencyKeyReused()
+        raise _Replay(entry)
 
     def _run(self, model: Model, rows: Any) -> tuple[list[Any], list[list[float]] | None, float]:
         assert model.serving_version is not None
@@ -218,7 +232,9 @@ class PredictionService:
         if len(encoded) <= self._inline_outputs_bytes:
             details["result"] = result
         else:
-            stored_key = self._outputs.key(caller.user_id, prediction_id)
+            # A key of this attempt's own: a concurrent or later attempt with the same
+            # Idempotency-Key can never overwrite or delete the outputs of the charged one.
+            stored_key = self._outputs.key(caller.user_id, f"{prediction_id}/{uuid.uuid4().hex}")
             self._outputs.put(stored_key, encoded)
             details["result_key"] = stored_key
         try:
@@ -230,11 +246,14 @@ class PredictionService:
                 details=details,
                 precondition=self._models.still_serving(model),
             )
-        except Exception:
+        except (InsufficientCredits, IdempotencyKeyReused, PreconditionNotMet):
+            # Definitely not written: this attempt's outputs belong to nothing. (After any
+            # other error the write may have committed, so they stay.)
             if stored_key is not None:
-                # Not charged, so not delivered: drop what we stored (a replay rewrites it).
                 self._outputs.delete(stored_key)
             raise
+        if replayed and stored_key is not None:
+            self._outputs.delete(stored_key)  # the stored receipt points at its own outputs
         return entry, replayed
 
     def _result(self, entry: LedgerEntry) -> dict[str, Any]:
