@@ -124,6 +124,7 @@ BAD_INPUTS = [
     ('{"inputs": [[1.0, 2.0, Infinity, 4.0]]}', "body.inputs.0.2"),
     ('{"inputs": [[1.0, 2.0, 3.0, -Infinity]]}', "body.inputs.0.3"),
     ('{"inputs": [[1.0, 2.0, 3.0, 1e400]]}', "body.inputs.0.3"),
+    ('{"inputs": [[1.0, 2.0, 1' + "0" * 400 + ", 4.0]]}", "body.inputs.0.2"),
     ({"inputs": [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]]}, "body.inputs.1"),
     ({"inputs": [[1.0, 2.0, 3.0, 4.0], "row"]}, "body.inputs.1"),
     ({"inputs": []}, "body.inputs"),

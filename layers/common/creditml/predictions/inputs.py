@@ -82,11 +82,27 @@ def parse_rows(document: Any, schema: ModelSchema, max_rows: int) -> NDArray[np.
             if kind is int or (kind is float and math.isfinite(value)):
                 continue
             raise _problem(f"body.inputs.{index}.{_name(schema, column)}", _bad_value(value))
-    matrix = np.asarray(rows, dtype=np.float64)
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range, e.g. 10**400
+        row, column = _first_huge(rows)
+        raise _problem(
+            f"body.inputs.{row}.{_name(schema, column)}", "must be a finite number"
+        ) from None
     if not np.isfinite(matrix).all():  # e.g. integers too large for a float
         row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
         raise _problem(f"body.inputs.{row}.{_name(schema, column)}", "must be a finite number")
     return matrix
+
+
+def _first_huge(rows: list[Any]) -> tuple[int, int]:
+    for row_index, row in enumerate(rows):
+        for column, value in enumerate(row):
+            try:
+                float(value)
+            except OverflowError:
+                return row_index, column
+    return 0, 0
 
 
 def _name(schema: ModelSchema, column: int) -> str:

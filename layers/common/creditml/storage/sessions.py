@@ -95,6 +95,11 @@ class SessionRepository:
                 return RotationOutcome.REUSED
             if failed and failed[0]:
                 return RotationOutcome.REVOKED
+            if any(
+                r is not None and r.code == "TransactionConflict" for r in exc.cancellation_reasons
+            ):
+                # Two presentations of one refresh token at the same moment: that is reuse.
+                return RotationOutcome.REUSED
             raise
         return RotationOutcome.ROTATED
 
