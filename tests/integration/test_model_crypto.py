@@ -70,7 +70,7 @@ def _attack(sealed: SealedModel, data_key: bytes, small: bytes) -> bytes:
     """Everything an attacker with the data key can decrypt, given `small` (the real small
     part, or zeros in its place), and their best try at the AONT key."""
     counter = sealed.nonce + (2).to_bytes(4, "big")  # GCM's first keystream block
-    ciphertext = (small + sealed.big)[:-TAG_BYTES]
+    ciphertext = (small + sealed.big)[TAG_BYTES:]  # the tag leads
     decryptor = Cipher(algorithms.AES(data_key), modes.CTR(counter)).decryptor()
     package = decryptor.update(ciphertext) + decryptor.finalize()
     inner, masked = package[:-32], package[-32:]
@@ -88,9 +88,9 @@ def test_data_key_and_big_part_alone_reveal_nothing() -> None:
 
     # Without the small part (zeros in its place) the marker never shows...
     assert MARKER not in _attack(sealed, data_key, bytes(len(sealed.small)))
-    # ...nor does it with every byte of the small part but one.
+    # ...nor does it with every ciphertext byte but one (the first after the leading tag).
     almost = bytearray(sealed.small)
-    almost[0] ^= 0xFF
+    almost[TAG_BYTES] ^= 0xFF
     assert MARKER not in _attack(sealed, data_key, bytes(almost))
     # Control: with both parts the same procedure recovers it, so the check can see it.
     assert MARKER in _attack(sealed, data_key, sealed.small)
@@ -122,3 +122,20 @@ def test_parts_follow_the_arithmetic(size: int, small_kb: int) -> None:
     assert sealed.size == total
     assert len(sealed.small) == min(small_kb * 1024, total // 5)
     assert len(sealed.big) == total - len(sealed.small)
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("size", [100, 5_000])
+def test_the_tag_lives_in_the_small_part(size: int) -> None:
+    # With the tag beside the big part, GHASH's linearity would let the data key + big part
+    # solve for a small part of one block; so the tag leads the sealed bytes.
+    plaintext = _model_bytes(size)
+    sealed = seal(plaintext, MODEL_ID, 1, data_keys(), small_size_kb=3)
+    assert len(sealed.small) >= TAG_BYTES
+    data_key = data_keys().unwrap(sealed.wrapped_key, encryption_context(MODEL_ID, 1))
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    joined = sealed.small + sealed.big
+    standard = joined[TAG_BYTES:] + joined[:TAG_BYTES]  # back to ciphertext || tag
+    aad = f"creditml-model|{MODEL_ID}|1|{sealed.digest}".encode()
+    assert AESGCM(data_key).decrypt(sealed.nonce, standard, aad)  # the layout is as stated

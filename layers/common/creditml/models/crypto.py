@@ -3,7 +3,7 @@ and the split into a small part (DynamoDB) and a big part (S3).
 
     inner   = AES-256-CTR(K, plaintext)                 K: random, used once
     package = inner || (K XOR SHA-256(inner))           all-or-nothing (Rivest's AONT)
-    sealed  = AES-256-GCM(data key, nonce, package, aad = model id | version | digest)
+    sealed  = tag || AES-256-GCM(data key, nonce, package, aad = model id | version | digest)
     small   = sealed[:min(SMALL_SIZE_KB * 1024, len(sealed) // 5)]   -> DynamoDB
     big     = sealed[len(small):]                                     -> S3
 
@@ -99,9 +99,13 @@ def seal(
     digest = hashlib.sha256(plaintext).hexdigest()
     data_key, wrapped = keys.generate(encryption_context(model_id, version))
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(data_key).encrypt(
+    encrypted = AESGCM(data_key).encrypt(
         nonce, all_or_nothing(plaintext), _aad(model_id, version, digest)
     )
+    # Tag first, so it lives in the small part: GHASH is linear in the ciphertext, so a
+    # tag stored beside the big part would let whoever holds the data key and the big part
+    # solve for a (tiny) small part.
+    sealed = encrypted[-TAG_BYTES:] + encrypted[:-TAG_BYTES]
     cut = small_part_size(len(sealed), small_size_kb)
     return SealedModel(sealed[:cut], sealed[cut:], nonce, wrapped, digest)
 
@@ -109,18 +113,19 @@ def seal(
 def unseal(parts: SealedModel, model_id: str, version: int, keys: DataKeys) -> bytes:
     """The model file from both parts; ModelIntegrityError if anything does not check out."""
     data_key = keys.unwrap(parts.wrapped_key, encryption_context(model_id, version))
-    if len(parts.big) < TAG_BYTES:
+    small, big = memoryview(parts.small), memoryview(parts.big)
+    if len(small) + len(big) < TAG_BYTES + KEY_BYTES:
         raise ModelIntegrityError("model parts are truncated")
-    # Streamed into one buffer: joining the parts first would copy the model once more.
-    big = memoryview(parts.big)
-    decryptor = Cipher(
-        algorithms.AES(data_key), modes.GCM(parts.nonce, bytes(big[-TAG_BYTES:]))
-    ).decryptor()
+    in_small = min(TAG_BYTES, len(small))  # the tag leads the sealed bytes
+    tag = bytes(small[:in_small]) + bytes(big[: TAG_BYTES - in_small])
+    body = (small[in_small:], big[TAG_BYTES - in_small :])
+    decryptor = Cipher(algorithms.AES(data_key), modes.GCM(parts.nonce, tag)).decryptor()
     decryptor.authenticate_additional_data(_aad(model_id, version, parts.digest))
-    buffer = bytearray(len(parts.small) + len(big) - TAG_BYTES + 15)
+    # Streamed into one buffer: joining the parts first would copy the model once more.
+    buffer = bytearray(len(body[0]) + len(body[1]) + 15)
     view = memoryview(buffer)
-    written = decryptor.update_into(parts.small, view)
-    written += decryptor.update_into(big[:-TAG_BYTES], view[written:])
+    written = decryptor.update_into(body[0], view)
+    written += decryptor.update_into(body[1], view[written:])
     try:
         decryptor.finalize()  # checks the tag: nothing decrypted is used before this
     except InvalidTag as exc:
