@@ -162,6 +162,11 @@ class _UnexpectedErrors:
             await problem_response(500, *_HTTP_CODES[500])(scope, receive, send)
 
 
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry: this status answers with a Problem."""
+    return {"model": Problem, "description": description}
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": title, "content": {PROBLEM_JSON: {}}}
     for status, (_, title) in {

@@ -71,21 +71,18 @@ class BillingService:
         if target != caller.user_id:
             if caller.role is not Role.ADMIN:
                 raise Forbidden("Only admins may credit another user's account.")
-            return self._ledger.credit(
-                target,
-                amount,
-                EntryKind.GRANT,
-                actor_id=caller.user_id,
-                idempotency_key=idempotency_key,
-                request=fingerprint,
-                details=details,
-            )
-        receipt = self._payments.charge(caller.user_id, amount, idempotency_key)
-        details |= {"payment_provider": receipt.provider, "payment_reference": receipt.reference}
+            kind = EntryKind.GRANT
+        else:
+            receipt = self._payments.charge(caller.user_id, amount, idempotency_key)
+            details |= {
+                "payment_provider": receipt.provider,
+                "payment_reference": receipt.reference,
+            }
+            kind = EntryKind.TOP_UP
         return self._ledger.credit(
             target,
             amount,
-            EntryKind.TOP_UP,
+            kind,
             actor_id=caller.user_id,
             idempotency_key=idempotency_key,
             request=fingerprint,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from creditml.api.dependencies import AdminPrincipal, AuthServiceDep, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.auth.schemas import (
     LoginRequest,
     Profile,
@@ -22,16 +22,12 @@ router = APIRouter(responses=PROBLEM_RESPONSES)
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def _problem(description: str) -> dict[str, object]:
-    return {"model": Problem, "description": description}
-
-
 @router.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     tags=["auth"],
-    responses={409: _problem("Email already registered (any letter case)")},
+    responses={409: problem_doc("Email already registered (any letter case)")},
 )
 def register(body: RegisterRequest, service: AuthServiceDep) -> UserPublic:
     """Create an account with the `user` role."""
@@ -64,9 +60,9 @@ def me(principal: Principal, service: AuthServiceDep) -> Profile:
     response_model=UserPublic,
     tags=["users"],
     responses={
-        403: _problem("Caller is not an admin"),
-        404: _problem("No such user"),
-        409: _problem("Admins cannot change their own role"),
+        403: problem_doc("Caller is not an admin"),
+        404: problem_doc("No such user"),
+        409: problem_doc("Admins cannot change their own role"),
     },
 )
 def set_role(

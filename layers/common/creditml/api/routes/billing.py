@@ -7,15 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from creditml.api.dependencies import BillingServiceDep, IdempotencyKey, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.billing.schemas import Balance, EntryPage, EntryPublic, TopUpRequest
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["billing"])
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def _problem(description: str) -> dict[str, object]:
-    return {"model": Problem, "description": description}
 
 
 @router.get("/billing/balance", response_model=Balance)
@@ -29,11 +25,11 @@ def balance(principal: Principal, service: BillingServiceDep) -> Balance:
     status_code=status.HTTP_201_CREATED,
     response_model=EntryPublic,
     responses={
-        400: _problem("Idempotency-Key header missing"),
-        403: _problem("A non-admin named another user's account"),
-        404: _problem("No such user (admin grants)"),
-        409: _problem("Idempotency-Key already used with a different body"),
-        503: _problem("Account busy; retry with the same Idempotency-Key"),
+        400: problem_doc("Idempotency-Key header missing"),
+        403: problem_doc("A non-admin named another user's account"),
+        404: problem_doc("No such user (admin grants)"),
+        409: problem_doc("Idempotency-Key already used with a different body"),
+        503: problem_doc("Account busy; retry with the same Idempotency-Key"),
     },
 )
 def top_up(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from creditml.api.dependencies import ModelServiceDep, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.models.api_schemas import (
     ModelCreate,
     ModelList,
@@ -21,10 +21,6 @@ from creditml.models.service import UploadTicket
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["models"])
 ModelId = Annotated[str, Path(min_length=1, max_length=64)]
 Service = ModelServiceDep
-
-
-def _problem(description: str) -> dict[str, object]:
-    return {"model": Problem, "description": description}
 
 
 def _created(ticket: UploadTicket) -> UploadCreated:
@@ -44,7 +40,7 @@ def _created(ticket: UploadTicket) -> UploadCreated:
     "/models",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
-    responses={403: _problem("Caller is not a publisher or admin")},
+    responses={403: problem_doc("Caller is not a publisher or admin")},
 )
 def create_model(body: ModelCreate, principal: Principal, service: Service) -> UploadCreated:
     """Create a model (version 1, `pending`) and get a presigned S3 POST for its joblib file.
@@ -57,7 +53,7 @@ def create_model(body: ModelCreate, principal: Principal, service: Service) -> U
     "/models/{id}/versions",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
-    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+    responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
 def create_version(id: ModelId, principal: Principal, service: Service) -> UploadCreated:
     """Open the next version of a model and get a presigned POST for its file. The previous
@@ -74,7 +70,7 @@ def list_models(principal: Principal, service: Service) -> ModelList:
 @router.get(
     "/models/{id}",
     response_model=ModelPublic,
-    responses={404: _problem("No such model (or not visible to the caller)")},
+    responses={404: problem_doc("No such model (or not visible to the caller)")},
 )
 def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
     """Status (pending/ready/rejected with a reason, or archived), price, owner, versions and
@@ -85,7 +81,7 @@ def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPubli
 @router.patch(
     "/models/{id}",
     response_model=ModelPublic,
-    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+    responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
 def update_model(
     id: ModelId, body: ModelUpdate, principal: Principal, service: Service
@@ -97,7 +93,7 @@ def update_model(
 @router.delete(
     "/models/{id}",
     response_model=ModelPublic,
-    responses={403: _problem("Not the owner or an admin"), 404: _problem("No such model")},
+    responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
 def archive_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
     """Archive a model (owner or admin): it leaves the catalogue and takes no predictions."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from creditml.api.dependencies import IdempotencyKey, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, Problem
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.billing.service import decode_cursor, encode_cursor
 from creditml.errors import UnsupportedMediaType
 from creditml.predictions.schemas import (
@@ -37,10 +37,6 @@ Service = Annotated["PredictionService", Depends(_service)]
 ModelId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def _problem(description: str) -> dict[str, object]:
-    return {"model": Problem, "description": description}
-
-
 _REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -54,13 +50,13 @@ _REQUEST_BODY: dict[str, Any] = {
     response_model=Receipt,
     openapi_extra=_REQUEST_BODY,
     responses={
-        400: _problem("Idempotency-Key header missing"),
-        402: _problem("Insufficient credits: `balance` and `required` in the body"),
-        404: _problem("No such model"),
-        409: _problem("Model not ready, or Idempotency-Key reused with another body"),
-        410: _problem("Model archived"),
-        413: _problem("Body over the payload limit"),
-        422: _problem("Rows do not fit the model (the row and field are named)"),
+        400: problem_doc("Idempotency-Key header missing"),
+        402: problem_doc("Insufficient credits: `balance` and `required` in the body"),
+        404: problem_doc("No such model"),
+        409: problem_doc("Model not ready, or Idempotency-Key reused with another body"),
+        410: problem_doc("Model archived"),
+        413: problem_doc("Body over the payload limit"),
+        422: problem_doc("Rows do not fit the model (the row and field are named)"),
     },
 )
 async def predict(
@@ -104,7 +100,7 @@ def list_predictions(
 @router.get(
     "/predictions/{id}",
     response_model=PredictionPublic,
-    responses={404: _problem("No such prediction of the caller's")},
+    responses={404: problem_doc("No such prediction of the caller's")},
 )
 def get_prediction(
     id: Annotated[str, Path(min_length=1, max_length=64)], principal: Principal, service: Service
