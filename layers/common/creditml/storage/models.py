@@ -29,7 +29,7 @@ from creditml.billing.entries import Precondition
 from creditml.errors import ModelNotFound
 from creditml.models.records import Model, ModelVersion, VersionStatus
 from creditml.models.schema import ModelSchema
-from creditml.storage.tables import bind_table
+from creditml.storage.tables import bind_table, failed_conditions
 
 MODEL_SK = "MODEL"
 PUBLIC = "public"
@@ -275,16 +275,17 @@ class ModelRepository:
         the model is archived. False when the version was no longer pending."""
         item = self._item
         now = _now()
+        described = schema.model_dump()
         ready = [
             item.status.set(str(VersionStatus.READY)),
-            item.model_schema.set(schema.model_dump()),
+            item.model_schema.set(described),
             item.registered_at.set(now),
             item.size_bytes.set(size),
         ]
         promote = [
             item.serving_version.set(version),
             item.catalog.set(PUBLIC),
-            item.model_schema.set(schema.model_dump()),
+            item.model_schema.set(described),
             item.updated_at.set(now),
         ]
         newer_serving = (
@@ -305,13 +306,10 @@ class ModelRepository:
                         )
                 return True
             except TransactWriteError as exc:
-                reasons = [r.code if r else None for r in exc.cancellation_reasons]
-                # order: parts put, version update, model update
-                if len(reasons) >= 2 and reasons[1] == "ConditionalCheckFailed":
+                failed = failed_conditions(exc)  # parts put, version update[, model update]
+                if any(failed[:2]):  # parts already stored, or version no longer pending
                     return False
-                if reasons[:1] == ["ConditionalCheckFailed"]:
-                    return False
-                if with_promotion and reasons[-1:] == ["ConditionalCheckFailed"]:
+                if with_promotion and failed[2:3] == [True]:  # a newer version serves
                     continue
                 raise
         return False
