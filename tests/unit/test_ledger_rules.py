@@ -89,8 +89,9 @@ def test_insufficient_credits_carry_balance_and_required() -> None:
     assert len(store.expected) == 1
 
 
-def test_same_key_same_request_replays_the_original() -> None:
-    original = LedgerEntry(
+def _stored_debit() -> LedgerEntry:
+    """A debit already written under key "k" (what a taken slot holds)."""
+    return LedgerEntry(
         id="e",
         account_id="u1",
         sequence=1,
@@ -101,6 +102,10 @@ def test_same_key_same_request_replays_the_original() -> None:
         actor_id="u1",
         idempotency_key="k",
     )
+
+
+def test_same_key_same_request_replays_the_original() -> None:
+    original = _stored_debit()
     entry, replayed = _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
         "u1", 5, idempotency_key="k", request="h"
     )
@@ -108,17 +113,7 @@ def test_same_key_same_request_replays_the_original() -> None:
 
 
 def test_same_key_other_request_is_refused() -> None:
-    original = LedgerEntry(
-        id="e",
-        account_id="u1",
-        sequence=1,
-        kind=EntryKind.DEBIT,
-        amount=-5,
-        balance_after=5,
-        created_at=datetime.now(UTC),
-        actor_id="u1",
-        idempotency_key="k",
-    )
+    original = _stored_debit()
     with pytest.raises(IdempotencyKeyReused):
         _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
             "u1", 7, idempotency_key="k", request="other"

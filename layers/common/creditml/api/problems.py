@@ -78,7 +78,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
 
-def _sent_as_json(request: Request) -> bool:
+def sent_as_json(request: Request) -> bool:
+    """Whether the request body is labelled JSON (no Content-Type counts as JSON)."""
     content_type = request.headers.get("content-type", "application/json").lower()
     return content_type.split(";")[0].strip().endswith(("/json", "+json"))
 
@@ -92,7 +93,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         )
     # FastAPI reads a body as JSON only when it is labelled JSON; say so instead of
     # reporting a confusing "body is not an object".
-    if not _sent_as_json(request) and any(
+    if not sent_as_json(request) and any(
         tuple(error.get("loc", ())) == ("body",) for error in errors
     ):
         return problem_response(

@@ -36,7 +36,6 @@ from creditml.errors import (
     PredictionFailed,
 )
 from creditml.models.records import Model
-from creditml.models.schema import ModelSchema
 from creditml.predictions.inputs import dumps, parse_body, parse_rows, to_json_values
 from creditml.predictions.schemas import PredictionPublic, Receipt
 
@@ -327,4 +326,4 @@ class PredictionNotFound(ModelNotFound):
     title = "Prediction not found"
 
 
-__all__ = ["ModelSchema", "PredictionNotFound", "PredictionService", "predict_or_replay"]
+__all__ = ["PredictionNotFound", "PredictionService", "predict_or_replay"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from creditml.api.dependencies import IdempotencyKey, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc, sent_as_json
 from creditml.billing.service import decode_cursor, encode_cursor
 from creditml.errors import UnsupportedMediaType
 from creditml.predictions.schemas import (
@@ -71,8 +71,7 @@ async def predict(
     Retrying with the same Idempotency-Key and body returns the same receipt, unbilled."""
     from creditml.predictions.service import predict_or_replay
 
-    content_type = request.headers.get("content-type", "application/json").split(";")[0]
-    if not content_type.strip().lower().endswith(("/json", "+json")):
+    if not sent_as_json(request):
         raise UnsupportedMediaType()
     body = await request.body()
     receipt, replayed = predict_or_replay(service, principal, id, body, key)
