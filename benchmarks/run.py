@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # or: make bench
 
-Measures, each in one run (targets from ../shared/DESIGN.md section 8):
+Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance budget):
   warm predict overhead   handler path (HTTP API v2 event -> Mangum -> auth -> validation ->
                           cached model -> predict -> billing write with the AWS call stubbed)
                           minus raw model.predict on the same row        target <= 0.5 ms median
@@ -94,11 +94,11 @@ def _in_process_aws() -> Iterator[dict[str, str]]:
 
 def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
     """Create and register a model through the real services (no HTTP)."""
-    from creditml.api.dependencies import model_service
     from creditml.auth.roles import Role
     from creditml.auth.tokens import AccessClaims
+    from creditml.composition.models import model_service
+    from creditml.composition.registration import registrar
     from creditml.models.service import upload_key
-    from creditml.models.wiring import registrar
     from creditml.settings import get_settings
     from creditml.storage.model_parts import Uploads
 
@@ -118,8 +118,9 @@ def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
 
 def _warm_handler_setup(model: Any, grant: int = 10**9) -> dict[str, Any]:
     """A registered model, a funded user with a token, the predict handler, a base event."""
-    from creditml.api.dependencies import auth_service, ledger, token_signer
     from creditml.billing.entries import EntryKind
+    from creditml.composition.auth import auth_service
+    from creditml.composition.core import ledger, token_signer
     from creditml.devstack.runtime import LambdaContext, load_handler
 
     template = Template(ROOT / "template.yaml")
@@ -145,7 +146,7 @@ def _warm_handler_setup(model: Any, grant: int = 10**9) -> dict[str, Any]:
         "handler": load_handler(spec),
         "event": event,
         "model_id": model_id,
-        "context": LambdaContext(function_name="PredictFunction"),
+        "context": LambdaContext.for_function(spec),
     }
 
 
@@ -165,11 +166,11 @@ def _stubbed_billing_write() -> Iterator[None]:
     """Replace the one DynamoDB call (the billing transaction) with an immediate success."""
     from datetime import UTC, datetime
 
-    from creditml.billing.entries import AccountState, PendingEntry
+    from creditml.billing.entries import AccountState, PendingEntry, Written
     from creditml.storage import ledger as storage
 
     def write(self: Any, pending: PendingEntry, expected: AccountState) -> Any:
-        return storage.Written(pending.applied_to(expected, datetime.now(UTC)))
+        return Written(pending.applied_to(expected, datetime.now(UTC)))
 
     from creditml.storage.prediction_outputs import PredictionOutputs
 
@@ -329,9 +330,11 @@ def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[s
     from creditml.devstack.stack import apply_environment
 
     apply_environment(state["environment"])
-    from creditml.api.dependencies import auth_service, ledger, token_signer
     from creditml.billing.entries import EntryKind
-    from creditml.models.wiring import model_loader
+    from creditml.composition.auth import auth_service
+    from creditml.composition.core import ledger, token_signer
+    from creditml.composition.predictions import build_model_loader
+    from creditml.settings import get_settings
 
     user = auth_service().register(f"cold-{uuid.uuid4().hex[:6]}@example.com", "benchmark pw 1")
     ledger().credit(
@@ -383,14 +386,14 @@ def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[s
             started = time.perf_counter()
             joblib.load(handle.name)
             plain.append(time.perf_counter() - started)
-            model_loader().cache.__init__(model_loader().cache.max_bytes)  # type: ignore[misc]
+            cold = build_model_loader(get_settings())  # a new container's empty cache
             started = time.perf_counter()
-            model_loader().load(big_id, 1)
+            cold.load(big_id, 1)
             loaded.append(time.perf_counter() - started)
     # Where the load time goes (one more cold load, step by step)
+    from creditml.composition.registration import data_keys, model_parts
     from creditml.models.crypto import unseal
     from creditml.models.safe_loading import load_model
-    from creditml.models.wiring import data_keys, model_parts
 
     started = time.perf_counter()
     sealed = model_parts().fetch(big_id, 1)

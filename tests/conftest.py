@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from creditml.devstack.events import fill_event
 from creditml.devstack.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,14 +16,13 @@ EVENTS = ROOT / "events"
 
 
 def load_event(name: str, **placeholders: str) -> dict[str, Any]:
-    """An event from events/NAME.json with `<placeholder>` values filled in
-    (keyword `access_token` fills `<access-token>`, and so on)."""
+    """An event from events/NAME.json with `<placeholder>` values filled in (keyword
+    `access_token` fills `<access-token>`, and so on), by the substitution `creditml invoke`
+    uses. An unknown placeholder or keyword is an error; placeholders given no keyword stay
+    as they are (for events whose body the test replaces with `with_body`)."""
     text = (EVENTS / f"{name}.json").read_text(encoding="utf-8")
-    for key, value in placeholders.items():
-        # JSON-escaped, so any string (tabs, quotes, non-ASCII) lands in the event intact.
-        text = text.replace(f"<{key.replace('_', '-')}>", json.dumps(value)[1:-1])
-    event: dict[str, Any] = json.loads(text)
-    return event
+    values = {key.replace("_", "-"): value for key, value in placeholders.items()}
+    return fill_event(text, values, leave_missing=True)
 
 
 def with_body(event: dict[str, Any], body: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.conftest import ROOT
 
 ADMIN_EMAIL = "ops@example.com"
 ADMIN_PASSWORD = "e2e admin password"
+PASSWORD = "correct horse battery"
 CREDITML = str(Path(sys.executable).with_name("creditml"))
 
 
@@ -56,7 +58,12 @@ class RunningStack:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=20)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never leave a stack running behind a failed test
+            self.process.wait()
+            raise
 
 
 def start_stack(
@@ -100,9 +107,21 @@ def start_stack(
     return RunningStack(process, url, cwd, lines)
 
 
+def copy_project(folder: Path) -> Path:
+    """The template and function code in `folder`: a stack started there keeps its state
+    file (`.creditml/dev-stack.json`) to itself."""
+    shutil.copy(ROOT / "template.yaml", folder / "template.yaml")
+    shutil.copytree(ROOT / "functions", folder / "functions")
+    return folder
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[RunningStack]:
-    running = start_stack()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The stack every e2e test shares. It runs in a project copy, so a `make dev` or another
+    e2e run in the work tree cannot swap its state file under `creditml invoke` and
+    `creditml ledger verify`. Tests make their own accounts and models (`new_account`) and
+    only read the seeded demo user and model."""
+    running = start_stack(cwd=copy_project(tmp_path_factory.mktemp("stack")))
     yield running
     assert running.stop() == 0
 
@@ -119,20 +138,74 @@ def stack_environment(
 ) -> Iterator[dict[str, str]]:
     """This test process, configured like one of the stack's function containers: its
     storage calls go over the network to the stack's serialized embedded AWS."""
-    from creditml.api.dependencies import reset_dependencies
+    from creditml.composition import forget_components
 
     environment = stack.environment()
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    reset_dependencies()
+    forget_components()
     yield environment
     monkeypatch.undo()
-    reset_dependencies()
+    forget_components()
 
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """The template and function code in a folder of their own (no running stack there)."""
-    shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
-    shutil.copytree(ROOT / "functions", tmp_path / "functions")
-    return tmp_path
+    return copy_project(tmp_path)
+
+
+def bearer(token: str, key: str | None = None) -> dict[str, str]:
+    """Authorization (and, when given, Idempotency-Key) headers."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+def login(http: httpx.Client, email: str, password: str = PASSWORD) -> str:
+    """An access token for `email`."""
+    response = http.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    token: str
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return bearer(self.token, key)
+
+
+def new_account(
+    http: httpx.Client, role: str = "user", credits: int = 0, prefix: str = "user"
+) -> Account:
+    """A fresh account of the calling test's own (a unique email), given `role` and
+    `credits` by the seeded admin, logged in after the role change."""
+    email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+    registered = http.post("/auth/register", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    user_id = str(registered.json()["id"])
+    if role != "user" or credits:
+        admin = login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+        if role != "user":
+            changed = http.patch(f"/users/{user_id}", json={"role": role}, headers=bearer(admin))
+            assert changed.status_code == 200, changed.text
+        if credits:
+            granted = http.post(
+                "/billing/top-ups",
+                json={"amount": credits, "user_id": user_id},
+                headers=bearer(admin, str(uuid.uuid4())),
+            )
+            assert granted.status_code == 201, granted.text
+    return Account(user_id, email, login(http, email))
+
+
+def verify_ledger(stack: RunningStack) -> subprocess.CompletedProcess[str]:
+    """`creditml ledger verify` against the running stack."""
+    return subprocess.run(
+        [CREDITML, "ledger", "verify"], cwd=stack.cwd, capture_output=True, text=True, timeout=120
+    )

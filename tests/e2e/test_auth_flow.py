@@ -70,6 +70,9 @@ def test_seeded_admin_from_environment_can_set_roles(http: httpx.Client) -> None
 
 
 def test_concurrent_registrations_of_one_email_create_one_account(http: httpx.Client) -> None:
+    """One container, concurrent requests: 20 simultaneous HTTP registrations of one email
+    (in two letter cases), handled by the local stack's single process. Registration keeps
+    no per-container state, so many containers would race on the same conditional write."""
     email = _email()
     variants = [email.upper() if i % 2 else email for i in range(20)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
@@ -10,89 +9,84 @@ from threading import Barrier
 import httpx
 import pytest
 
+from creditml.auth.roles import Role
+from creditml.auth.tokens import AccessClaims
+from creditml.billing.entries import IdempotencySlot
 from creditml.billing.ledger import Ledger, request_hash
+from creditml.billing.payments import StubPaymentGateway
+from creditml.billing.service import BillingService
 from creditml.errors import InsufficientCredits
 from creditml.settings import get_settings
 from creditml.storage.ledger import LedgerRepository
-from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CREDITML, RunningStack
-
-PASSWORD = "correct horse battery"
+from tests.e2e.conftest import RunningStack, bearer, login, new_account, verify_ledger
 
 
-def _login(http: httpx.Client, email: str, password: str = PASSWORD) -> str:
-    response = http.post("/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
+def _ledger_store() -> LedgerRepository:
+    settings = get_settings()
+    return LedgerRepository(settings.ledger_table, settings.users_table, settings.models_table)
 
 
-def _new_user(http: httpx.Client) -> tuple[str, str]:
-    email = f"payer-{uuid.uuid4().hex[:10]}@example.com"
-    user = http.post("/auth/register", json={"email": email, "password": PASSWORD}).json()
-    return str(user["id"]), _login(http, email)
-
-
-def _auth(token: str, key: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}"}
-    if key:
-        headers["Idempotency-Key"] = key
-    return headers
-
-
-def _grant(http: httpx.Client, user_id: str, amount: int) -> None:
-    admin = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-    response = http.post(
-        "/billing/top-ups",
-        json={"amount": amount, "user_id": user_id},
-        headers=_auth(admin, str(uuid.uuid4())),
+def _billing() -> BillingService:
+    """The billing service one container builds at cold start, from the constructors."""
+    store = _ledger_store()
+    return BillingService(
+        ledger=Ledger(store),
+        reader=store,
+        payments=StubPaymentGateway(),
+        max_top_up=get_settings().max_top_up_credits,
     )
-    assert response.status_code == 201, response.text
 
 
-def _verify_ledger() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CREDITML, "ledger", "verify"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+def _warm_up_clients(http: httpx.Client) -> None:
+    """One top-up on this thread first, for an account of its own, so the AWS clients this
+    process shares (one per table) exist before the workers start, as in a process that has
+    served before: botocore creates clients slowly and without a lock, and dozens of threads
+    creating the same one at once cost seconds. What each worker's service caches still
+    starts empty."""
+    account = new_account(http)
+    _billing().top_up(AccessClaims(account.id, Role.USER, 0), 1, "warm-up")
 
 
 def test_demo_user_is_seeded_with_credits(http: httpx.Client, stack: RunningStack) -> None:
-    token = _login(http, "demo@creditml.local", stack.demo_password("demo@creditml.local"))
-    assert http.get("/billing/balance", headers=_auth(token)).json() == {"balance": 1000}
-    page = http.get("/billing/transactions", headers=_auth(token)).json()
+    # Only reads the demo user: no e2e test changes it (they make accounts of their own).
+    token = login(http, "demo@creditml.local", stack.demo_password("demo@creditml.local"))
+    assert http.get("/billing/balance", headers=bearer(token)).json() == {"balance": 1000}
+    page = http.get("/billing/transactions", headers=bearer(token)).json()
     assert [(item["kind"], item["amount"]) for item in page["items"]] == [("grant", 1000)]
 
 
 def test_top_up_balance_and_ledger_over_http(http: httpx.Client) -> None:
-    _, token = _new_user(http)
-    created = http.post(
-        "/billing/top-ups", json={"amount": 40}, headers=_auth(token, str(uuid.uuid4()))
-    )
+    payer = new_account(http, prefix="payer")
+    created = http.post("/billing/top-ups", json={"amount": 40}, headers=payer.headers(_key()))
     assert created.status_code == 201
-    assert http.get("/billing/balance", headers=_auth(token)).json() == {"balance": 40}
-    assert http.get("/users/me", headers=_auth(token)).json()["balance"] == 40
-    missing_key = http.post("/billing/top-ups", json={"amount": 40}, headers=_auth(token))
+    assert http.get("/billing/balance", headers=payer.headers()).json() == {"balance": 40}
+    assert http.get("/users/me", headers=payer.headers()).json()["balance"] == 40
+    missing_key = http.post("/billing/top-ups", json={"amount": 40}, headers=payer.headers())
     assert missing_key.status_code == 400
     assert missing_key.json()["code"] == "idempotency_key_required"
-    assert http.get("/billing/balance", headers=_auth(token)).json() == {"balance": 40}
+    assert http.get("/billing/balance", headers=payer.headers()).json() == {"balance": 40}
 
 
 @pytest.mark.usefixtures("stack_environment")
-def test_forty_concurrent_debits_of_five_on_fifty(http: httpx.Client) -> None:
+def test_forty_containers_debit_five_each_from_fifty(
+    http: httpx.Client, stack: RunningStack
+) -> None:
+    """Many containers: 40 workers, each with a Ledger and repository of its own (as 40
+    Lambda containers would have, no account state cached in common), debit one account at
+    once through the stack's embedded AWS."""
     # Given an account holding 50 credits
-    user_id, token = _new_user(http)
-    _grant(http, user_id, 50)
-    settings = get_settings()
+    payer = new_account(http, credits=50, prefix="payer")
+    _warm_up_clients(http)
     start = Barrier(40)
 
     def debit(index: int) -> str:
-        # Each worker is a separate "container": its own ledger, no shared state.
-        ledger = Ledger(LedgerRepository(settings.ledger_table, settings.users_table))
+        ledger = Ledger(_ledger_store())
         start.wait()
         try:
             ledger.debit(
-                user_id,
+                payer.id,
                 5,
-                idempotency_key=f"debit-{index}",
+                slot=IdempotencySlot.of(payer.id, f"debit-{index}"),
                 request=request_hash("debit", {"n": index}),
             )
         except InsufficientCredits as refused:
@@ -106,24 +100,29 @@ def test_forty_concurrent_debits_of_five_on_fifty(http: httpx.Client) -> None:
     # Then exactly 10 succeed, 30 are refused, nothing is lost or overdrawn
     assert outcomes.count("ok") == 10
     assert outcomes.count("402 required=5") == 30
-    assert http.get("/billing/balance", headers=_auth(token)).json() == {"balance": 0}
-    entries = http.get("/billing/transactions?limit=100", headers=_auth(token)).json()["items"]
+    assert http.get("/billing/balance", headers=payer.headers()).json() == {"balance": 0}
+    entries = http.get("/billing/transactions?limit=100", headers=payer.headers()).json()["items"]
     assert [entry["balance_after"] for entry in entries] == list(range(0, 55, 5))
-    verified = _verify_ledger()
+    verified = verify_ledger(stack)
     assert verified.returncode == 0, verified.stdout
     assert "OK" in verified.stdout
 
 
-def test_thirty_two_concurrent_top_ups_with_one_key_credit_once(http: httpx.Client) -> None:
-    _, token = _new_user(http)
-    key = str(uuid.uuid4())
+def test_one_container_serves_thirty_two_top_ups_with_one_key(
+    http: httpx.Client, stack: RunningStack
+) -> None:
+    """One container, concurrent requests: 32 simultaneous HTTP top-ups with one key, all
+    handled by the local stack's single process (one set of cached services), as a
+    container serving requests on many threads would."""
+    payer = new_account(http, prefix="payer")
+    key = _key()
     start = Barrier(32)
 
     def top_up(_: int) -> tuple[int, str]:
         with httpx.Client(base_url=str(http.base_url), timeout=60) as client:
             start.wait()
             response = client.post(
-                "/billing/top-ups", json={"amount": 25}, headers=_auth(token, key)
+                "/billing/top-ups", json={"amount": 25}, headers=payer.headers(key)
             )
             return response.status_code, str(response.json().get("id"))
 
@@ -132,6 +131,38 @@ def test_thirty_two_concurrent_top_ups_with_one_key_credit_once(http: httpx.Clie
 
     assert {status for status, _ in results} == {201}
     assert len({entry_id for _, entry_id in results}) == 1
-    assert http.get("/billing/balance", headers=_auth(token)).json() == {"balance": 25}
-    assert len(http.get("/billing/transactions", headers=_auth(token)).json()["items"]) == 1
-    assert _verify_ledger().returncode == 0
+    assert http.get("/billing/balance", headers=payer.headers()).json() == {"balance": 25}
+    assert len(http.get("/billing/transactions", headers=payer.headers()).json()["items"]) == 1
+    assert verify_ledger(stack).returncode == 0
+
+
+@pytest.mark.usefixtures("stack_environment")
+def test_thirty_two_containers_top_up_with_one_key(http: httpx.Client, stack: RunningStack) -> None:
+    """Many containers: 32 workers, each with a BillingService built from constructors of
+    its own (its own Ledger, nothing cached in common), receive the same top-up (a client
+    retrying against whichever container answers) at once."""
+    payer = new_account(http, prefix="payer")
+    caller = AccessClaims(payer.id, Role.USER, 0)
+    key = _key()
+    _warm_up_clients(http)
+    start = Barrier(32)
+
+    def top_up(_: int) -> tuple[str, bool]:
+        billing = _billing()
+        start.wait()
+        entry, replayed = billing.top_up(caller, 25, key)
+        return entry.id, replayed
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(top_up, range(32)))
+
+    assert len({entry_id for entry_id, _ in results}) == 1
+    # One writer wins, the others are told they replayed it (a botocore-level retry of the
+    # winner's committed write would be answered as a replay too, hence "at most").
+    assert [replayed for _, replayed in results].count(False) <= 1
+    assert http.get("/billing/balance", headers=payer.headers()).json() == {"balance": 25}
+    assert verify_ledger(stack).returncode == 0
+
+
+def _key() -> str:
+    return str(uuid.uuid4())

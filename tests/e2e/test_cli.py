@@ -10,21 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import CREDITML, RunningStack, start_stack
-
-
-def _invoke(*args: str, cwd: Path = ROOT) -> dict[str, object]:
-    result = subprocess.run(
-        [CREDITML, "invoke", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    response: dict[str, object] = json.loads(result.stdout)
-    return response
+from tests.conftest import EVENTS
+from tests.e2e.conftest import CREDITML, RunningStack, new_account, start_stack
+from tests.e2e.test_events import invoke
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -47,43 +35,71 @@ def test_dev_prints_urls_and_demo_logins(stack: RunningStack) -> None:
         assert expected in output
 
 
-def test_invoke_against_the_running_stack(stack: RunningStack) -> None:
-    response = _invoke("auth", "-e", "events/users_me.json")
+def test_invoke_acts_as_the_demo_user_by_default(stack: RunningStack) -> None:
+    response = invoke(stack, "auth", EVENTS / "users_me.json")
     assert response["statusCode"] == 200
     assert json.loads(str(response["body"]))["email"] == "demo@creditml.local"
 
-    # The demo user seen through the running stack's own HTTP API is the same one.
-    promoted = _invoke("AuthFunction", "-e", "events/users_set_role.json", "--as", "admin")
-    assert promoted["statusCode"] == 200
-    assert json.loads(str(promoted["body"]))["role"] == "publisher"
 
-
-def test_invoke_billing_events(stack: RunningStack) -> None:
-    granted = _invoke("billing", "-e", "events/billing_grant.json", "--as", "admin")
+def test_invoke_as_an_email_with_given_values(http: httpx.Client, stack: RunningStack) -> None:
+    admin = new_account(http, role="admin", prefix="admin")
+    target = new_account(http)
+    granted = invoke(
+        stack,
+        "BillingFunction",
+        EVENTS / "billing_grant.json",
+        "--as",
+        admin.email,
+        "--set",
+        f"demo-user-id={target.id}",
+    )
     assert granted["statusCode"] == 201
     assert json.loads(str(granted["body"]))["kind"] == "grant"
-    balance = _invoke("billing", "-e", "events/billing_balance.json")
-    assert balance["statusCode"] == 200
-    assert json.loads(str(balance["body"]))["balance"] >= 1250
-    page = _invoke("billing", "-e", "events/billing_transactions.json")
-    assert json.loads(str(page["body"]))["items"][0]["kind"] == "grant"
+    # The grant reached the account named with --set, sent by the --as admin.
+    assert http.get("/billing/balance", headers=target.headers()).json() == {"balance": 250}
+    entries = http.get("/billing/transactions", headers=target.headers()).json()["items"]
+    assert [(entry["kind"], entry["details"].get("note")) for entry in entries] == [
+        ("grant", "welcome bonus")
+    ]
+
+
+def test_invoke_names_unknown_placeholders(project_copy: Path) -> None:
+    # Refused before any stack work (no stack runs in the project copy, none is started).
+    event = project_copy / "odd.json"
+    event.write_text(
+        (EVENTS / "users_me.json").read_text().replace("<access-token>", "<acess-token>")
+    )
+    typo = _invoke_failing("auth", "-e", str(event), cwd=project_copy)
+    assert "<acess-token>" in typo.stderr
+    unknown_set = _invoke_failing(
+        "auth", "-e", str(EVENTS / "users_me.json"), "--set", "acess-token=x", cwd=project_copy
+    )
+    assert "acess-token" in unknown_set.stderr
 
 
 def test_invoke_without_a_running_stack_brings_up_its_own(project_copy: Path) -> None:
-    event = ROOT / "events" / "auth_register.json"
-    response = _invoke("auth", "-e", str(event), cwd=project_copy)
+    result = subprocess.run(
+        [CREDITML, "invoke", "auth", "-e", str(EVENTS / "auth_register.json")],
+        cwd=project_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    response = json.loads(result.stdout)
     assert response["statusCode"] == 201
-    assert json.loads(str(response["body"]))["email"] == "new.user@example.com"
+    assert json.loads(str(response["body"]))["email"].startswith("new.user.")
     assert not (project_copy / ".creditml" / "dev-stack.json").exists()
 
 
 def test_invoke_names_unknown_functions(project_copy: Path) -> None:
-    result = subprocess.run(
-        [CREDITML, "invoke", "nope", "-e", "x.json"],
-        cwd=project_copy,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
+    result = _invoke_failing("nope", "-e", "x.json", cwd=project_copy)
     assert "AuthFunction" in result.stderr
+
+
+def _invoke_failing(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [CREDITML, "invoke", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0, result.stdout
+    return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, bearer, login, new_account
 from tests.models.hostile import hostile_files
 
-PASSWORD = "correct horse battery"
 ROWS = np.random.default_rng(3).normal(size=(80, 5))
 
 
-def _login(http: httpx.Client, email: str, password: str = PASSWORD) -> str:
-    response = http.post("/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _publisher(http: httpx.Client) -> str:
-    email = f"pub-{uuid.uuid4().hex[:8]}@example.com"
-    user = http.post("/auth/register", json={"email": email, "password": PASSWORD}).json()
-    admin = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-    promoted = http.patch(f"/users/{user['id']}", json={"role": "publisher"}, headers=_auth(admin))
-    assert promoted.status_code == 200
-    return _login(http, email)
+    return new_account(http, role="publisher", prefix="pub").token
 
 
 def _file(model: Any) -> bytes:
@@ -50,7 +33,7 @@ def _file(model: Any) -> bytes:
 
 
 def _publish(http: httpx.Client, token: str, data: bytes) -> str:
-    created = http.post("/models", json={"name": "e2e", "price": 2}, headers=_auth(token))
+    created = http.post("/models", json={"name": "e2e", "price": 2}, headers=bearer(token))
     assert created.status_code == 201, created.text
     upload = created.json()["upload"]
     posted = httpx.post(
@@ -63,7 +46,7 @@ def _publish(http: httpx.Client, token: str, data: bytes) -> str:
 def _wait_for(http: httpx.Client, token: str, model_id: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        model: dict[str, Any] = http.get(f"/models/{model_id}", headers=_auth(token)).json()
+        model: dict[str, Any] = http.get(f"/models/{model_id}", headers=bearer(token)).json()
         if model["status"] != "pending":
             return model
         time.sleep(0.1)
@@ -81,7 +64,7 @@ def test_presigned_upload_becomes_ready_within_seconds(http: httpx.Client) -> No
     assert elapsed < 10
     assert shown["input_schema"]["task"] == "regression"
     assert shown["input_schema"]["n_features"] == 5
-    listed = http.get("/models", headers=_auth(token)).json()["items"]
+    listed = http.get("/models", headers=bearer(token)).json()["items"]
     assert model_id in [item["id"] for item in listed]
 
 
@@ -98,18 +81,16 @@ def test_hostile_upload_becomes_rejected_with_a_reason(http: httpx.Client, tmp_p
 
 
 def test_plain_users_get_403_on_create(http: httpx.Client) -> None:
-    email = f"user-{uuid.uuid4().hex[:8]}@example.com"
-    http.post("/auth/register", json={"email": email, "password": PASSWORD})
-    refused = http.post(
-        "/models", json={"name": "x", "price": 1}, headers=_auth(_login(http, email))
-    )
+    user = new_account(http)
+    refused = http.post("/models", json={"name": "x", "price": 1}, headers=user.headers())
     assert refused.status_code == 403
     assert refused.json()["code"] == "forbidden"
 
 
 def test_seeded_demo_model_is_ready(http: httpx.Client) -> None:
-    token = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-    items = http.get("/models", headers=_auth(token)).json()["items"]
+    # Only reads the demo model: no e2e test changes it (they publish models of their own).
+    token = login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+    items = http.get("/models", headers=bearer(token)).json()["items"]
     demo = next(item for item in items if item["name"] == "iris-demo")
     assert demo["status"] == "ready"
     assert demo["input_schema"]["feature_names"] == [

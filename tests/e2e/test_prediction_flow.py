@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import subprocess
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,87 +19,109 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CREDITML
+from creditml.auth.roles import Role
+from creditml.auth.tokens import AccessClaims
+from creditml.billing.ledger import Ledger
+from creditml.errors import InsufficientCredits
+from creditml.models.loader import ModelCache, ModelLoader
+from creditml.predictions.service import PredictionService
+from creditml.settings import get_settings
+from creditml.storage.ledger import LedgerRepository
+from creditml.storage.model_parts import KmsDataKeys, ModelParts
+from creditml.storage.models import ModelRepository
+from creditml.storage.prediction_outputs import PredictionOutputs
+from tests.e2e.conftest import Account, RunningStack, new_account, verify_ledger
 
-PASSWORD = "correct horse battery"
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
-def _auth(token: str, key: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}"}
-    if key:
-        headers["Idempotency-Key"] = key
-    return headers
-
-
-def _login(http: httpx.Client, email: str, password: str = PASSWORD) -> str:
-    response = http.post("/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
-def _user(http: httpx.Client, credits: int, role: str | None = None) -> tuple[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    user = http.post("/auth/register", json={"email": email, "password": PASSWORD}).json()
-    admin = _login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
-    if credits:
-        granted = http.post(
-            "/billing/top-ups",
-            json={"amount": credits, "user_id": user["id"]},
-            headers=_auth(admin, str(uuid.uuid4())),
-        )
-        assert granted.status_code == 201
-    if role:
-        http.patch(f"/users/{user['id']}", json={"role": role}, headers=_auth(admin))
-    return str(user["id"]), _login(http, email)
-
-
-def _iris(http: httpx.Client, token: str) -> dict[str, Any]:
-    items = http.get("/models", headers=_auth(token)).json()["items"]
+def _iris(http: httpx.Client, account: Account) -> dict[str, Any]:
+    """The seeded demo model, as `account` sees it in the catalogue (read only: no test
+    changes it)."""
+    items = http.get("/models", headers=account.headers()).json()["items"]
     model: dict[str, Any] = next(item for item in items if item["name"] == "iris-demo")
     return model
 
 
 def _predict(
-    http: httpx.Client, token: str, model_id: str, body: Any, key: str | None = None
+    http: httpx.Client, account: Account, model_id: str, body: Any, key: str | None = None
 ) -> httpx.Response:
     return http.post(
-        f"/models/{model_id}/predictions", json=body, headers=_auth(token, key or str(uuid.uuid4()))
+        f"/models/{model_id}/predictions",
+        json=body,
+        headers=account.headers(key or str(uuid.uuid4())),
     )
+
+
+def _balance(http: httpx.Client, account: Account) -> int:
+    return int(http.get("/billing/balance", headers=account.headers()).json()["balance"])
+
+
+def _container() -> PredictionService:
+    """The prediction service one predict container builds at cold start, from the
+    constructors: its own model metadata, model cache and ledger account states."""
+    settings = get_settings()
+    ledger_store = LedgerRepository(
+        settings.ledger_table, settings.users_table, settings.models_table
+    )
+    return PredictionService(
+        models=ModelRepository(settings.models_table),
+        loader=ModelLoader(
+            ModelParts(settings.model_parts_table, settings.models_bucket, settings.models_table),
+            KmsDataKeys(settings.model_key_id),
+            ModelCache(settings.model_cache_bytes),
+        ),
+        ledger=Ledger(ledger_store),
+        entries=ledger_store,
+        outputs=PredictionOutputs(settings.prediction_outputs_bucket),
+        max_rows=settings.max_prediction_rows,
+        max_request_bytes=settings.max_request_bytes,
+        inline_outputs_bytes=settings.inline_outputs_bytes,
+    )
+
+
+def _warm_up_clients(http: httpx.Client, model_id: str) -> None:
+    """One prediction on this thread first, for an account of its own, so the AWS clients
+    this process shares (one per table, the default boto3 session's) exist before the
+    workers start, as in a process that has served before: botocore creates clients slowly
+    and without a lock, and dozens of threads creating the same one at once took most of a
+    minute. What each worker's service caches still starts empty."""
+    account = new_account(http, credits=1)
+    body = json.dumps({"inputs": [IRIS_ROW]}).encode()
+    _container().predict(AccessClaims(account.id, Role.USER, 0), model_id, body, "warm-up")
 
 
 def test_top_up_predict_and_the_books_agree(http: httpx.Client) -> None:
-    _, token = _user(http, 0)
+    user = new_account(http)
     topped = http.post(
-        "/billing/top-ups", json={"amount": 20}, headers=_auth(token, str(uuid.uuid4()))
+        "/billing/top-ups", json={"amount": 20}, headers=user.headers(str(uuid.uuid4()))
     )
     assert topped.status_code == 201
-    model = _iris(http, token)
-    receipt = _predict(http, token, model["id"], {"inputs": [IRIS_ROW] * 3})
+    model = _iris(http, user)
+    receipt = _predict(http, user, model["id"], {"inputs": [IRIS_ROW] * 3})
     assert receipt.status_code == 200, receipt.text
     body = receipt.json()
     assert body["cost"] == 3 * model["price"]
     assert body["balance"] == 20 - body["cost"]
     assert body["outputs"] == [0, 0, 0]
-    assert http.get("/billing/balance", headers=_auth(token)).json()["balance"] == body["balance"]
-    ledger = http.get("/billing/transactions", headers=_auth(token)).json()["items"]
+    assert _balance(http, user) == body["balance"]
+    ledger = http.get("/billing/transactions", headers=user.headers()).json()["items"]
     assert [(e["kind"], e["amount"], e["balance_after"]) for e in ledger] == [
         ("debit", -body["cost"], body["balance"]),
         ("top_up", 20, 20),
     ]
-    history = http.get("/predictions", headers=_auth(token)).json()["items"]
+    history = http.get("/predictions", headers=user.headers()).json()["items"]
     assert [item["id"] for item in history] == [body["prediction_id"]]
 
 
 def test_insufficient_credits_over_http(http: httpx.Client) -> None:
-    _, token = _user(http, 2)
-    model = _iris(http, token)
-    refused = _predict(http, token, model["id"], {"inputs": [IRIS_ROW] * 3})
+    user = new_account(http, credits=2)
+    model = _iris(http, user)
+    refused = _predict(http, user, model["id"], {"inputs": [IRIS_ROW] * 3})
     assert refused.status_code == 402
     assert refused.headers["content-type"] == "application/problem+json"
     assert (refused.json()["balance"], refused.json()["required"]) == (2, 3)
-    assert http.get("/billing/balance", headers=_auth(token)).json()["balance"] == 2
+    assert _balance(http, user) == 2
 
 
 @pytest.mark.parametrize(
@@ -117,79 +139,140 @@ def test_insufficient_credits_over_http(http: httpx.Client) -> None:
     ],
 )
 def test_bad_inputs_over_http_leave_the_balance_alone(http: httpx.Client, content: bytes) -> None:
-    _, token = _user(http, 10)
-    model = _iris(http, token)
+    user = new_account(http, credits=10)
+    model = _iris(http, user)
     response = http.post(
         f"/models/{model['id']}/predictions",
         content=content,
-        headers={**_auth(token, str(uuid.uuid4())), "content-type": "application/json"},
+        headers={**user.headers(str(uuid.uuid4())), "content-type": "application/json"},
     )
     assert 400 <= response.status_code < 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "code" in response.json()
-    assert http.get("/billing/balance", headers=_auth(token)).json()["balance"] == 10
+    assert _balance(http, user) == 10
 
 
-def test_forty_concurrent_predictions_on_ten_credits(http: httpx.Client) -> None:
-    _, token = _user(http, 10)
-    model = _iris(http, token)
+def test_one_container_serves_forty_predictions_on_ten_credits(
+    http: httpx.Client, stack: RunningStack
+) -> None:
+    """One container, concurrent requests: 40 simultaneous HTTP predictions, all handled by
+    the local stack's single process (one prediction service, one model cache, one ledger
+    state per account shared by its request threads)."""
+    user = new_account(http, credits=10)
+    model = _iris(http, user)
     assert model["price"] == 1
     start = Barrier(40)
 
     def predict(_: int) -> int:
         with httpx.Client(base_url=str(http.base_url), timeout=120) as client:
             start.wait()
-            return _predict(client, token, model["id"], {"inputs": [IRIS_ROW]}).status_code
+            return _predict(client, user, model["id"], {"inputs": [IRIS_ROW]}).status_code
 
     with ThreadPoolExecutor(max_workers=40) as pool:
         statuses = list(pool.map(predict, range(40)))
     assert statuses.count(200) == 10
     assert statuses.count(402) == 30
-    assert http.get("/billing/balance", headers=_auth(token)).json()["balance"] == 0
-    assert len(http.get("/predictions?limit=100", headers=_auth(token)).json()["items"]) == 10
-    verified = subprocess.run(
-        [CREDITML, "ledger", "verify"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    assert _balance(http, user) == 0
+    assert len(http.get("/predictions?limit=100", headers=user.headers()).json()["items"]) == 10
+    verified = verify_ledger(stack)
     assert verified.returncode == 0, verified.stdout
 
 
-def test_twenty_concurrent_replays_charge_once(http: httpx.Client) -> None:
-    _, token = _user(http, 50)
-    model = _iris(http, token)
+@pytest.mark.usefixtures("stack_environment")
+def test_forty_containers_predict_on_ten_credits(http: httpx.Client, stack: RunningStack) -> None:
+    """Many containers: 40 workers, each with a prediction service of its own built from the
+    constructors (cold: its own model cache, model metadata and ledger state), predict for
+    one account at once against the stack's embedded AWS."""
+    user = new_account(http, credits=10)
+    model = _iris(http, user)
+    caller = AccessClaims(user.id, Role.USER, 0)
+    body = json.dumps({"inputs": [IRIS_ROW]}).encode()
+    _warm_up_clients(http, model["id"])
+    start = Barrier(40)
+
+    def predict(_: int) -> str:
+        service = _container()
+        start.wait()
+        try:
+            service.predict(caller, model["id"], body, str(uuid.uuid4()))
+        except InsufficientCredits:
+            return "402"
+        return "200"
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        outcomes = list(pool.map(predict, range(40)))
+    assert (outcomes.count("200"), outcomes.count("402")) == (10, 30)
+    assert _balance(http, user) == 0
+    assert len(http.get("/predictions?limit=100", headers=user.headers()).json()["items"]) == 10
+    verified = verify_ledger(stack)
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_one_container_serves_twenty_concurrent_replays_once(http: httpx.Client) -> None:
+    """One container, concurrent requests: 20 simultaneous HTTP retries of one prediction
+    (same key, same body), handled by the local stack's single process."""
+    user = new_account(http, credits=50)
+    model = _iris(http, user)
     key = str(uuid.uuid4())
     start = Barrier(20)
 
     def predict(_: int) -> tuple[int, str]:
         with httpx.Client(base_url=str(http.base_url), timeout=120) as client:
             start.wait()
-            response = _predict(client, token, model["id"], {"inputs": [IRIS_ROW] * 2}, key)
+            response = _predict(client, user, model["id"], {"inputs": [IRIS_ROW] * 2}, key)
             return response.status_code, str(response.json().get("prediction_id"))
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(predict, range(20)))
     assert {status for status, _ in results} == {200}
     assert len({prediction for _, prediction in results}) == 1
-    assert http.get("/billing/balance", headers=_auth(token)).json()["balance"] == 48
+    assert _balance(http, user) == 48
+
+
+@pytest.mark.usefixtures("stack_environment")
+def test_twenty_containers_replaying_one_prediction_charge_once(http: httpx.Client) -> None:
+    """Many containers: 20 workers, each with a prediction service of its own built from the
+    constructors, receive the same prediction (same key, same body: a client retrying
+    against whichever container answers) at once."""
+    user = new_account(http, credits=50)
+    model = _iris(http, user)
+    caller = AccessClaims(user.id, Role.USER, 0)
+    body = json.dumps({"inputs": [IRIS_ROW] * 2}).encode()
+    key = str(uuid.uuid4())
+    _warm_up_clients(http, model["id"])
+    start = Barrier(20)
+
+    def predict(_: int) -> str:
+        service = _container()
+        start.wait()
+        receipt, _ = service.predict(caller, model["id"], body, key)
+        return receipt.prediction_id
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        predictions = list(pool.map(predict, range(20)))
+    assert len(set(predictions)) == 1
+    assert _balance(http, user) == 48
 
 
 def test_other_users_predictions_are_404_and_unlisted(http: httpx.Client) -> None:
-    _, owner = _user(http, 5)
-    _, other = _user(http, 5)
+    owner = new_account(http, credits=5)
+    other = new_account(http, credits=5)
     model = _iris(http, owner)
     receipt = _predict(http, owner, model["id"], {"inputs": [IRIS_ROW]}).json()
-    assert (
-        http.get(f"/predictions/{receipt['prediction_id']}", headers=_auth(other)).status_code
-        == 404
-    )
-    assert http.get("/predictions", headers=_auth(other)).json()["items"] == []
-    mine = http.get(f"/predictions/{receipt['prediction_id']}", headers=_auth(owner))
+    shown = http.get(f"/predictions/{receipt['prediction_id']}", headers=other.headers())
+    assert shown.status_code == 404
+    assert http.get("/predictions", headers=other.headers()).json()["items"] == []
+    mine = http.get(f"/predictions/{receipt['prediction_id']}", headers=owner.headers())
     assert (mine.status_code, mine.json()["outputs"]) == (200, receipt["outputs"])
 
 
-def _publish(http: httpx.Client, token: str, model: Any) -> tuple[str, bytes]:
+def _publish(http: httpx.Client, publisher: Account, model: Any) -> tuple[str, bytes]:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
-    created = http.post("/models", json={"name": "e2e-model", "price": 1}, headers=_auth(token))
+    created = http.post(
+        "/models", json={"name": "e2e-model", "price": 1}, headers=publisher.headers()
+    )
+    assert created.status_code == 201, created.text
     upload = created.json()["upload"]
     posted = httpx.post(
         upload["url"],
@@ -200,7 +283,9 @@ def _publish(http: httpx.Client, token: str, model: Any) -> tuple[str, bytes]:
     assert posted.status_code in (200, 201, 204)
     model_id = str(created.json()["model_id"])
     deadline = time.monotonic() + 30
-    while http.get(f"/models/{model_id}", headers=_auth(token)).json()["status"] == "pending":
+    while http.get(f"/models/{model_id}", headers=publisher.headers()).json()["status"] == (
+        "pending"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     return model_id, buffer.getvalue()
@@ -208,8 +293,7 @@ def _publish(http: httpx.Client, token: str, model: Any) -> tuple[str, bytes]:
 
 @pytest.mark.parametrize("kind", ["forest", "pipeline"])
 def test_outputs_equal_plain_joblib(http: httpx.Client, kind: str) -> None:
-    _, publisher = _user(http, 100, role="publisher")
-    publisher = _login(http, _email_of(http, publisher))
+    publisher = new_account(http, role="publisher", credits=100, prefix="pub")
     rng = np.random.default_rng(11)
     features = rng.normal(size=(120, 6))
     labels = (features[:, 0] + features[:, 3] > 0).astype(int)
@@ -226,7 +310,3 @@ def test_outputs_equal_plain_joblib(http: httpx.Client, kind: str) -> None:
     np.testing.assert_allclose(
         receipt["probabilities"], reference.predict_proba(rows), rtol=0, atol=1e-12
     )
-
-
-def _email_of(http: httpx.Client, token: str) -> str:
-    return str(http.get("/users/me", headers=_auth(token)).json()["email"])

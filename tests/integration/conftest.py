@@ -4,11 +4,12 @@ resource created from template.yaml's own definitions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
+from fastapi import FastAPI
 from moto import mock_aws
 
 from creditml.auth.roles import Role
@@ -49,6 +50,23 @@ class Api:
 
     def __init__(self, template: Template) -> None:
         self._template = template
+        self._overridden: list[FastAPI] = []
+
+    def override(self, function: str, dependency: Callable[..., Any], value: Any) -> None:
+        """Serve `value` for `dependency` in `function`'s app until the test ends (FastAPI's
+        dependency_overrides: constructor injection for one test, no environment change)."""
+
+        async def replacement() -> Any:
+            return value
+
+        app: FastAPI = runtime.load_module(self._template.functions[function]).app
+        app.dependency_overrides[dependency] = replacement
+        self._overridden.append(app)
+
+    def clear_overrides(self) -> None:
+        for app in self._overridden:
+            app.dependency_overrides.clear()
+        self._overridden.clear()
 
     def call(self, function: str, event: dict[str, Any]) -> tuple[int, Any]:
         response = runtime.invoke(self._template.functions[function], event)
@@ -58,15 +76,17 @@ class Api:
 
 
 @pytest.fixture
-def api(aws: dict[str, str], template: Template) -> Api:
-    return Api(template)
+def api(aws: dict[str, str], template: Template) -> Iterator[Api]:
+    calls = Api(template)
+    yield calls
+    calls.clear_overrides()
 
 
 def register_and_login(
     api: Api, email: str, password: str = "correct horse battery", role: Role | None = None
 ) -> dict[str, Any]:
     """Register `email`, optionally give it `role` directly, log in; returns ids and tokens."""
-    from creditml.api.dependencies import auth_service
+    from creditml.composition.auth import auth_service
     from creditml.settings import get_settings
     from creditml.storage.users import UserRepository
     from tests.conftest import load_event, with_body

@@ -183,9 +183,9 @@ def test_grant_to_unknown_user_is_404_and_writes_nothing(api: Api) -> None:
     admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
     status, problem = _top_up(api, admin["access"], {"amount": 5, "user_id": "ghost"})
     assert (status, problem["code"]) == (404, "user_not_found")
-    from creditml.api.dependencies import ledger_store
+    from creditml.composition.core import ledger_repository
 
-    assert list(ledger_store().scan_accounts()) == []
+    assert list(ledger_repository().scan_accounts()) == []
 
 
 def test_pages_are_newest_first_complete_and_stable(api: Api) -> None:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditml import cli
-from creditml.billing.entries import EntryKind
+from creditml.billing.entries import EntryKind, IdempotencySlot
 from creditml.billing.ledger import Ledger, request_hash
 from creditml.billing.verify import verify_ledger
 from creditml.errors import IdempotencyKeyReused, InsufficientCredits
@@ -22,7 +22,7 @@ from creditml.storage.users import UserRepository
 
 def _store() -> LedgerRepository:
     settings = get_settings()
-    return LedgerRepository(settings.ledger_table, settings.users_table)
+    return LedgerRepository(settings.ledger_table, settings.users_table, settings.models_table)
 
 
 def _fund(ledger: Ledger, account: str, amount: int, key: str = "fund") -> None:
@@ -41,9 +41,9 @@ def test_debit_below_zero_is_refused_and_changes_nothing() -> None:
     store = _store()
     ledger = Ledger(store)
     _fund(ledger, "u1", 12)
-    ledger.debit("u1", 5, idempotency_key="d1", request="r1")
+    ledger.debit("u1", 5, slot=IdempotencySlot.of("u1", "d1"), request="r1")
     with pytest.raises(InsufficientCredits) as caught:
-        ledger.debit("u1", 8, idempotency_key="d2", request="r2")
+        ledger.debit("u1", 8, slot=IdempotencySlot.of("u1", "d2"), request="r2")
     assert caught.value.extra == {"balance": 7, "required": 8}
     assert store.balance("u1") == 7
     assert [entry.amount for entry in store.entries("u1", 10, None)] == [-5, 12]
@@ -54,13 +54,15 @@ def test_replay_wins_over_insufficient_credits() -> None:
     # Given a debit that emptied the account
     ledger = Ledger(_store())
     _fund(ledger, "u1", 5)
-    first, _ = ledger.debit("u1", 5, idempotency_key="d1", request="r1")
+    first, _ = ledger.debit("u1", 5, slot=IdempotencySlot.of("u1", "d1"), request="r1")
     # When it is replayed (from another container, which knows nothing)
-    again, replayed = Ledger(_store()).debit("u1", 5, idempotency_key="d1", request="r1")
+    again, replayed = Ledger(_store()).debit(
+        "u1", 5, slot=IdempotencySlot.of("u1", "d1"), request="r1"
+    )
     # Then the original answer comes back, not a 402
     assert (again, replayed) == (first, True)
     with pytest.raises(IdempotencyKeyReused):
-        Ledger(_store()).debit("u1", 4, idempotency_key="d1", request="r-other")
+        Ledger(_store()).debit("u1", 4, slot=IdempotencySlot.of("u1", "d1"), request="r-other")
 
 
 @pytest.mark.usefixtures("aws")
@@ -68,9 +70,13 @@ def test_two_containers_interleave_without_losing_a_write() -> None:
     store = _store()
     one, two = Ledger(store), Ledger(store)
     _fund(one, "u1", 100)
-    two.debit("u1", 10, idempotency_key="a", request="a")  # two's guess (0/0) is stale
-    one.debit("u1", 20, idempotency_key="b", request="b")  # one's guess (100/1) is stale
-    two.debit("u1", 30, idempotency_key="c", request="c")
+    two.debit(
+        "u1", 10, slot=IdempotencySlot.of("u1", "a"), request="a"
+    )  # two's guess (0/0) is stale
+    one.debit(
+        "u1", 20, slot=IdempotencySlot.of("u1", "b"), request="b"
+    )  # one's guess (100/1) is stale
+    two.debit("u1", 30, slot=IdempotencySlot.of("u1", "c"), request="c")
     entries = store.entries("u1", 10, None)
     assert [(entry.sequence, entry.balance_after) for entry in entries] == [
         (4, 40),
@@ -85,7 +91,7 @@ def test_two_containers_interleave_without_losing_a_write() -> None:
 def test_verify_finds_a_tampered_ledger(capsys: pytest.CaptureFixture[str]) -> None:
     ledger = Ledger(_store())
     _fund(ledger, "u1", 50)
-    ledger.debit("u1", 5, idempotency_key="d1", request="r1")
+    ledger.debit("u1", 5, slot=IdempotencySlot.of("u1", "d1"), request="r1")
     _fund(ledger, "u2", 9)
     assert cli.main(["ledger", "verify"]) == 0
     assert "2 accounts, 3 entries: OK" in capsys.readouterr().out
@@ -142,7 +148,10 @@ def test_random_operations_keep_balance_equal_to_ledger_and_never_negative(
                 )
             else:
                 _, replayed = ledger.debit(
-                    account, amount, idempotency_key=key, request=f"{kind}:{amount}"
+                    account,
+                    amount,
+                    slot=IdempotencySlot.of(account, key),
+                    request=f"{kind}:{amount}",
                 )
             assert replayed
             continue
@@ -160,7 +169,9 @@ def test_random_operations_keep_balance_equal_to_ledger_and_never_negative(
             done.append(("credit", value, key))
         elif operation == "debit":
             try:
-                ledger.debit(account, value, idempotency_key=key, request=f"debit:{value}")
+                ledger.debit(
+                    account, value, slot=IdempotencySlot.of(account, key), request=f"debit:{value}"
+                )
             except InsufficientCredits as refused:
                 assert refused.extra == {"balance": expected, "required": value}  # noqa: PT017
                 assert value > expected

@@ -9,6 +9,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from creditml.composition.registration import data_keys
 from creditml.models.crypto import (
     TAG_BYTES,
     ModelIntegrityError,
@@ -18,7 +19,6 @@ from creditml.models.crypto import (
     small_part_size,
     unseal,
 )
-from creditml.models.wiring import data_keys
 
 MARKER = b"CREDITML-SECRET-MARKER-7f3a"
 MODEL_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"

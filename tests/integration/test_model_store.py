@@ -17,9 +17,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from creditml.auth.roles import Role
+from creditml.composition.predictions import build_model_loader, model_loader
+from creditml.composition.registration import build_registrar
 from creditml.models.crypto import ModelIntegrityError
+from creditml.models.registration import Outcome
 from creditml.models.service import upload_key
-from creditml.models.wiring import model_loader
 from creditml.settings import get_settings
 from tests.conftest import load_event
 from tests.integration.conftest import Api, register_and_login
@@ -164,17 +166,16 @@ def test_hostile_upload_is_rejected_with_the_reason(
     assert _objects(settings.uploads_bucket) == []
 
 
-def test_oversized_upload_is_rejected(
-    api: Api, publisher: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from creditml.api.dependencies import reset_dependencies
-
-    monkeypatch.setenv("MAX_MODEL_BYTES", "2048")
-    reset_dependencies()
+def test_oversized_upload_is_rejected(api: Api, publisher: dict[str, Any]) -> None:
+    # Given a registrar configured for files of at most 2 KB
+    registrar = build_registrar(get_settings().model_copy(update={"max_model_bytes": 2048}))
     model_id = create_model(api, publisher["access"])[1]["model_id"]
-    result = upload_and_register(api, model_id, 1, model_file())
-    assert result["registrations"][0]["outcome"] == "rejected"
+    key = upload_key(model_id, 1)
+    boto3.client("s3").put_object(Bucket=get_settings().uploads_bucket, Key=key, Body=model_file())
+    # When a bigger file arrives, it is rejected with the limit as the reason
+    assert registrar.register(key).outcome is Outcome.REJECTED
     assert "larger than 2048 bytes" in _get(api, publisher["access"], model_id)[1]["reason"]
+    assert _objects(get_settings().uploads_bucket) == []
 
 
 def test_objects_we_did_not_ask_for_are_ignored_and_removed(api: Api) -> None:
@@ -259,8 +260,6 @@ def test_loader_decrypts_caches_and_detects_tampering(api: Api, publisher: dict[
     boto3.client("s3").put_object(
         Bucket=settings.models_bucket, Key=big_key, Body=body[:-1] + bytes([body[-1] ^ 1])
     )
-    from creditml.models.wiring import reset_model_wiring
-
-    reset_model_wiring()
+    cold = build_model_loader(settings)
     with pytest.raises(ModelIntegrityError):
-        model_loader().load(model_id, 1)
+        cold.load(model_id, 1)

@@ -18,7 +18,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from creditml.api.routes.predictions import get_prediction_service
 from creditml.auth.roles import Role
+from creditml.composition.predictions import build_prediction_service
 from creditml.devstack import runtime
 from creditml.devstack.gateway import to_http_response
 from creditml.settings import get_settings
@@ -148,14 +150,13 @@ def test_bad_inputs_are_422_naming_row_and_field_and_cost_nothing(
     assert _history(api, token) == []
 
 
-def test_too_many_rows_and_too_large_bodies(
-    api: Api, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from creditml.api.dependencies import reset_dependencies
-
-    monkeypatch.setenv("MAX_PREDICTION_ROWS", "5")
-    monkeypatch.setenv("MAX_REQUEST_BYTES", "2000")
-    reset_dependencies()
+def test_too_many_rows_and_too_large_bodies(api: Api, setup: dict[str, Any]) -> None:
+    limits = {"max_prediction_rows": 5, "max_request_bytes": 2000}
+    api.override(
+        PREDICT,
+        get_prediction_service,
+        build_prediction_service(get_settings().model_copy(update=limits)),
+    )
     token = setup["user"]["access"]
     status, problem = _predict(api, token, setup["model_id"], {"inputs": ROWS[:6].tolist()})
     assert (status, problem["errors"][0]["field"]) == (422, "body.inputs")
@@ -232,13 +233,12 @@ def test_model_failures_cost_nothing(api: Api, setup: dict[str, Any]) -> None:
     token = setup["user"]["access"]
     status, problem = _predict(api, token, model_id, {"inputs": ROWS[:1].tolist()})
     assert (status, problem["code"]) == (500, "prediction_failed")
-    # A model whose stored part is gone cannot load: 500, no charge.
-    from creditml.models.wiring import reset_model_wiring
-
+    # A model whose stored part is gone cannot load (in a container that has not cached it
+    # yet): 500, no charge.
     settings = get_settings()
     for item in boto3.client("s3").list_objects_v2(Bucket=settings.models_bucket)["Contents"]:
         boto3.client("s3").delete_object(Bucket=settings.models_bucket, Key=item["Key"])
-    reset_model_wiring()
+    api.override(PREDICT, get_prediction_service, build_prediction_service(settings))
     status, problem = _predict(api, token, setup["model_id"], {"inputs": ROWS[:1].tolist()})
     assert (status, problem["code"]) == (500, "model_unavailable")
     assert _balance(api, token) == 100
@@ -337,12 +337,12 @@ def test_a_warm_prediction_makes_exactly_one_dynamodb_call(api: Api, setup: dict
 
 
 def test_business_metrics_are_recorded(api: Api, setup: dict[str, Any]) -> None:
-    from creditml.models.wiring import reset_model_wiring
-    from creditml.predictions import wiring
-
-    reset_model_wiring()  # a cold container: the first load is a cache miss
+    # A cold container (its first load is a cache miss) whose metrics we watch
     seen: list[tuple[str, float]] = []
-    wiring.prediction_service()._observe = lambda name, value: seen.append((name, value))
+    service = build_prediction_service(
+        get_settings(), observe=lambda name, value: seen.append((name, value))
+    )
+    api.override(PREDICT, get_prediction_service, service)
     poor = register_and_login(api, "poor@example.com")
     assert (
         _predict(api, setup["user"]["access"], setup["model_id"], {"inputs": ROWS[:3].tolist()})[0]

@@ -8,17 +8,22 @@ from datetime import UTC, datetime
 import pytest
 
 from creditml.billing import ledger as ledger_module
-from creditml.billing.entries import AccountState, EntryKind, LedgerEntry, PendingEntry
-from creditml.billing.ledger import Ledger, entry_id_for, request_hash
-from creditml.errors import IdempotencyKeyReused, InsufficientCredits, LedgerBusy, UserNotFound
-from creditml.storage.ledger import (
+from creditml.billing.entries import (
+    AccountState,
     Contended,
+    EntryKind,
+    IdempotencySlot,
+    LedgerEntry,
+    PendingEntry,
     SlotTaken,
     StaleVersion,
     UserMissing,
     WriteOutcome,
     Written,
+    request_fingerprint,
 )
+from creditml.billing.ledger import Ledger, request_hash
+from creditml.errors import IdempotencyKeyReused, InsufficientCredits, LedgerBusy, UserNotFound
 
 
 def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
@@ -51,11 +56,15 @@ def _ledger(store: ScriptedStore, clock: Clock | None = None) -> Ledger:
     return Ledger(store, sleep=clock.sleep, jitter=lambda low, high: high)
 
 
+def _entry_id(actor: str, key: str) -> str:
+    return IdempotencySlot.of(actor, key).entry_id
+
+
 def test_entry_ids_are_per_actor_and_key() -> None:
-    assert entry_id_for("u1", "k") == entry_id_for("u1", "k")
-    assert entry_id_for("u1", "k") != entry_id_for("u2", "k")
-    assert entry_id_for("u1", "k") != entry_id_for("u1", "k2")
-    assert len(entry_id_for("u1", "k")) == 32
+    assert _entry_id("u1", "k") == _entry_id("u1", "k")
+    assert _entry_id("u1", "k") != _entry_id("u2", "k")
+    assert _entry_id("u1", "k") != _entry_id("u1", "k2")
+    assert len(_entry_id("u1", "k")) == 32
 
 
 def test_request_hash_ignores_member_order_but_not_values() -> None:
@@ -64,11 +73,22 @@ def test_request_hash_ignores_member_order_but_not_values() -> None:
     assert request_hash("op", {"a": 1}) != request_hash("other", {"a": 1})
 
 
+def test_one_fingerprint_scheme_for_parsed_and_raw_bodies() -> None:
+    # A top-up's parsed body and a prediction's raw bytes go through the same function.
+    assert request_hash("op", {"b": 2, "a": 1}) == request_fingerprint("op", b'{"a":1,"b":2}')
+    assert request_fingerprint("op", b"x") != request_fingerprint("op", b"x ")
+
+
+def test_a_debit_belongs_to_the_account_holder() -> None:
+    with pytest.raises(ValueError, match="account holder"):
+        _ledger(ScriptedStore()).debit("u1", 5, slot=IdempotencySlot.of("u2", "k"), request="h")
+
+
 def test_a_warm_account_is_one_write() -> None:
     store = ScriptedStore()
     ledger = _ledger(store)
     ledger.credit("u1", 50, EntryKind.GRANT, actor_id="admin", idempotency_key="k1", request="h")
-    entry, replayed = ledger.debit("u1", 5, idempotency_key="k2", request="h2")
+    entry, replayed = ledger.debit("u1", 5, slot=IdempotencySlot.of("u1", "k2"), request="h2")
     assert (entry.balance_after, entry.sequence, replayed) == (45, 2, False)
     # The second write already expected the state the first one left: no retry, no read.
     assert store.expected == [AccountState(0, 0), AccountState(50, 1)]
@@ -76,7 +96,7 @@ def test_a_warm_account_is_one_write() -> None:
 
 def test_stale_guess_is_corrected_from_the_failed_write() -> None:
     store = ScriptedStore(StaleVersion(AccountState(balance=70, seq=4)))
-    entry, _ = _ledger(store).debit("u1", 20, idempotency_key="k", request="h")
+    entry, _ = _ledger(store).debit("u1", 20, slot=IdempotencySlot.of("u1", "k"), request="h")
     assert (entry.balance_after, entry.sequence) == (50, 5)
     assert store.expected == [AccountState(0, 0), AccountState(70, 4)]
 
@@ -84,7 +104,7 @@ def test_stale_guess_is_corrected_from_the_failed_write() -> None:
 def test_insufficient_credits_carry_balance_and_required() -> None:
     store = ScriptedStore(StaleVersion(AccountState(balance=3, seq=2)))
     with pytest.raises(InsufficientCredits) as caught:
-        _ledger(store).debit("u1", 5, idempotency_key="k", request="h")
+        _ledger(store).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
     assert caught.value.extra == {"balance": 3, "required": 5}
     assert len(store.expected) == 1
 
@@ -107,7 +127,7 @@ def _stored_debit() -> LedgerEntry:
 def test_same_key_same_request_replays_the_original() -> None:
     original = _stored_debit()
     entry, replayed = _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
-        "u1", 5, idempotency_key="k", request="h"
+        "u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h"
     )
     assert (entry, replayed) == (original, True)
 
@@ -116,7 +136,7 @@ def test_same_key_other_request_is_refused() -> None:
     original = _stored_debit()
     with pytest.raises(IdempotencyKeyReused):
         _ledger(ScriptedStore(SlotTaken(original, "h"))).debit(
-            "u1", 7, idempotency_key="k", request="other"
+            "u1", 7, slot=IdempotencySlot.of("u1", "k"), request="other"
         )
 
 
@@ -151,7 +171,7 @@ def test_conflict_retries_are_bounded() -> None:
 def test_endless_staleness_is_bounded() -> None:
     store = ScriptedStore(*[StaleVersion(AccountState(100, n)) for n in range(100)])
     with pytest.raises(LedgerBusy):
-        _ledger(store).debit("u1", 5, idempotency_key="k", request="h")
+        _ledger(store).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
     assert len(store.expected) == ledger_module.MAX_ATTEMPTS
 
 

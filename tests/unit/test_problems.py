@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from creditml.api.app import create_app
-from creditml.errors import EmailTaken, InsufficientCredits
+from creditml.errors import EmailTaken, InsufficientCredits, LedgerBusy
 
 router = APIRouter()
 
@@ -31,6 +31,11 @@ def taken() -> None:
 @router.get("/poor")
 def poor() -> None:
     raise InsufficientCredits(balance=3, required=5)
+
+
+@router.get("/busy")
+def busy() -> None:
+    raise LedgerBusy()
 
 
 @router.get("/boom")
@@ -98,3 +103,11 @@ def test_unexpected_error_is_500_without_details(client: TestClient) -> None:
     assert "hunter2" not in response.text
     assert "RuntimeError" not in response.text
     assert "Traceback" not in str(body)
+
+
+def test_service_unavailable_says_when_to_retry(client: TestClient) -> None:
+    response = client.get("/busy")
+    _assert_problem(response, 503, "ledger_busy")
+    assert response.headers["retry-after"] == "1"
+    # Only 503 carries it: a 402 must never look like a throttle.
+    assert "retry-after" not in client.get("/poor").headers

@@ -1,3 +1,3 @@
 """CreditML: serverless ML predictions with prepaid-credit billing (the shared layer)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -14,13 +14,11 @@ import logging
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 TEMPLATE_NAME = "template.yaml"
-_PLACEHOLDERS = ("<access-token>", "<refresh-token>", "<demo-user-id>", "<idempotency-key>")
 
 
 def _out(text: str = "") -> None:
@@ -75,6 +73,12 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
+    from creditml.devstack.events import (
+        PlaceholderError,
+        StackValues,
+        fill_event,
+        placeholders_in,
+    )
     from creditml.devstack.runtime import invoke
     from creditml.devstack.stack import LocalStack, apply_environment, read_state
     from creditml.devstack.template import Template
@@ -82,12 +86,19 @@ def _invoke(args: argparse.Namespace) -> int:
     template = Template(find_template(args.template))
     spec = _function(template, args.function)
     event_text = Path(args.event).read_text(encoding="utf-8")
+    given = _given_values(args.set)
     response_out = sys.stdout
     # Like `sam local invoke`: logs and metrics (the function's, and a throwaway stack's)
     # go to stderr, so stdout holds only the response.
     with contextlib.redirect_stdout(sys.stderr):
+        try:
+            # Checked before any stack work: an unknown placeholder fails fast.
+            names = placeholders_in(event_text)
+        except PlaceholderError as error:
+            raise SystemExit(f"creditml: {args.event}: {error}") from None
         state = read_state(template.root)
         ephemeral: LocalStack | None = None
+        demo_model_id = None
         if state is not None:
             apply_environment(state.environment)
             who = {"demo": state.demo_user_email, "admin": state.admin_email}
@@ -96,10 +107,20 @@ def _invoke(args: argparse.Namespace) -> int:
             ephemeral = LocalStack(template, port=0)
             ephemeral.start()
             who = {"admin": ephemeral.accounts[0].email, "demo": ephemeral.accounts[1].email}
+            demo_model_id = ephemeral.demo_model_id
         try:
-            caller = who.get(args.as_user, args.as_user)
-            event = json.loads(_fill_placeholders(event_text, caller, who["demo"]))
+            values = StackValues(
+                template,
+                who.get(args.as_user, args.as_user),
+                who["demo"],
+                who["admin"],
+                demo_model_id=demo_model_id,
+                given=given,
+            )
+            event = fill_event(event_text, values.values_for(names))
             response = invoke(spec, event)
+        except PlaceholderError as error:
+            raise SystemExit(f"creditml: {args.event}: {error}") from None
         finally:
             if ephemeral is not None:
                 ephemeral.stop()
@@ -107,35 +128,25 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fill_placeholders(event_text: str, caller_email: str, demo_email: str) -> str:
-    """Events hold `<access-token>`, `<refresh-token>`, `<demo-user-id>` and
-    `<idempotency-key>` where real values go; fill them in for the local stack (tokens are
-    minted with the stack's own key; each invocation gets a fresh idempotency key)."""
-    if not any(mark in event_text for mark in _PLACEHOLDERS):
-        return event_text
-    from creditml.api.dependencies import auth_service
-    from creditml.settings import get_settings
-    from creditml.storage.users import UserRepository
+def _given_values(assignments: list[str]) -> dict[str, str]:
+    """`--set NAME=VALUE` options as {NAME: VALUE}; NAME may keep its angle brackets."""
+    from creditml.devstack.events import PLACEHOLDERS
 
-    users = UserRepository(get_settings().users_table)
-
-    def user(email: str) -> Any:
-        found = users.find_credentials(email)
-        if found is None:
-            raise SystemExit(f"creditml: no local user {email}")
-        return found[0]
-
-    session = auth_service().start_session(user(caller_email))
-    return (
-        event_text.replace("<access-token>", session.access_token)
-        .replace("<refresh-token>", session.refresh_token)
-        .replace("<demo-user-id>", user(demo_email).id)
-        .replace("<idempotency-key>", str(uuid.uuid4()))
-    )
+    given: dict[str, str] = {}
+    for assignment in assignments:
+        name, separator, value = assignment.partition("=")
+        name = name.strip().strip("<>")
+        if not separator:
+            raise SystemExit(f"creditml: --set takes NAME=VALUE, not {assignment!r}")
+        if name not in PLACEHOLDERS:
+            raise SystemExit(f"creditml: --set {name}: no such placeholder")
+        given[name] = value
+    return given
 
 
 def _function(template: Any, name: str) -> Any:
-    wanted = name.lower()
+    # AuthFunction, auth, register_model (its folder's name) and registermodel all match.
+    wanted = name.lower().replace("_", "").replace("-", "")
     for logical_id, spec in template.functions.items():
         if wanted in (logical_id.lower(), logical_id.lower().removesuffix("function")):
             return spec
@@ -163,7 +174,9 @@ def _ledger_verify(args: argparse.Namespace) -> int:
             )
         apply_environment(state.environment)
     settings = get_settings()
-    repository = LedgerRepository(settings.ledger_table, settings.users_table)
+    repository = LedgerRepository(
+        settings.ledger_table, settings.users_table, settings.models_table
+    )
     report = verify_ledger(repository.scan_accounts())
     for mismatch in report.mismatches:
         _out(f"MISMATCH {mismatch}")
@@ -195,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="as_user",
         default="demo",
         help="who <access-token> stands for: demo, admin, or an email",
+    )
+    inv.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill placeholder <NAME> with VALUE instead of resolving it (repeatable)",
     )
     inv.set_defaults(run=_invoke)
 

@@ -18,6 +18,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     stage: str = Field("dev", alias="STAGE")
+    # The `service` of log lines written outside a function's invocation (import, CLI);
+    # during one, each function's own name (creditml.observability) takes its place.
+    service_name: str = Field("creditml", alias="POWERTOOLS_SERVICE_NAME", min_length=1)
     region: str = Field("us-east-1", alias="AWS_REGION")
     users_table: str = Field("creditml-users", alias="USERS_TABLE")
     sessions_table: str = Field("creditml-sessions", alias="SESSIONS_TABLE")

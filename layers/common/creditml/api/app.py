@@ -6,9 +6,8 @@ Every HTTP function is the same three lines: its routers, `create_app`, `lambda_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fastapi import APIRouter, FastAPI
@@ -18,6 +17,7 @@ from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 import creditml
 from creditml.api.problems import install_problem_handlers
+from creditml.observability import observed
 
 API_TITLE = "CreditML"
 API_DESCRIPTION = (
@@ -61,26 +61,18 @@ def served_routes(app: FastAPI) -> set[str]:
 
 
 def lambda_handler(app: FastAPI, service: str) -> LambdaHandler:
-    """The Lambda entry for an HTTP API (payload v2) function serving `app`.
+    """The Lambda entry of HTTP API (payload v2) function `service`, serving `app`.
 
-    Logs carry the API Gateway request id as correlation id; the event itself is never logged
-    (it holds bearer tokens), and traces do not capture responses (they hold tokens too).
+    Observed as `service` (creditml.observability): JSON logs whose correlation id is API
+    Gateway's request id, traces without responses, metrics flushed per invocation.
     """
-    logger = Logger(service=service)
-    tracer = Tracer(service=service)
-    metrics = Metrics(service=service)
     # problem+json is text: without this Mangum would base64-encode every error body.
     asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "+json"])
 
-    @logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False
-    )
-    @tracer.capture_lambda_handler(capture_response=False)
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    @observed(service, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Mangum types its own context protocol; Lambda's object satisfies both.
         response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]
         return response
 
-    # Powertools' decorators are untyped; the wrapped callable keeps the signature above.
-    return cast(LambdaHandler, handler)
+    return handler

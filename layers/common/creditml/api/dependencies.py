@@ -1,12 +1,12 @@
-"""Wiring: services built lazily from settings, cached per container, and the FastAPI
-dependencies that hand them to routes.
+"""The FastAPI dependencies that hand routes their caller, Idempotency-Key and services.
+
+Services come from the composition roots (creditml.composition); a test replaces one with
+`app.dependency_overrides[get_billing_service] = ...`.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-from functools import cache, lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -14,10 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.service import AuthService
-from creditml.auth.tokens import AccessClaims, TokenSigner
-from creditml.billing.ledger import Ledger
-from creditml.billing.payments import StubPaymentGateway
+from creditml.auth.tokens import AccessClaims
 from creditml.billing.service import BillingService
+from creditml.composition.auth import auth_service
+from creditml.composition.billing import billing_service
+from creditml.composition.core import token_signer
+from creditml.composition.models import model_service
 from creditml.errors import (
     Forbidden,
     IdempotencyKeyRequired,
@@ -25,97 +27,6 @@ from creditml.errors import (
     NotAuthenticated,
 )
 from creditml.models.service import ModelService
-from creditml.settings import get_settings, reset_settings
-from creditml.storage.ledger import LedgerRepository
-from creditml.storage.model_parts import Uploads
-from creditml.storage.models import ModelRepository
-from creditml.storage.secrets import SigningKeyStore
-from creditml.storage.sessions import SessionRepository
-from creditml.storage.users import UserRepository
-
-
-@cache
-def signing_keys() -> SigningKeyStore:
-    settings = get_settings()
-    return SigningKeyStore(settings.jwt_secret_id, settings.jwt_secret_max_age_seconds)
-
-
-@lru_cache(maxsize=2)
-def _signer_for(key: bytes) -> TokenSigner:
-    settings = get_settings()
-    return TokenSigner(
-        key,
-        issuer=settings.jwt_issuer,
-        access_ttl=settings.access_token_ttl_seconds,
-        refresh_ttl=settings.refresh_token_ttl_seconds,
-    )
-
-
-def token_signer() -> TokenSigner:
-    """The signer for the current key (a rotated secret yields a new signer)."""
-    return _signer_for(signing_keys().current())
-
-
-@cache
-def ledger_store() -> LedgerRepository:
-    settings = get_settings()
-    return LedgerRepository(settings.ledger_table, settings.users_table)
-
-
-@cache
-def ledger() -> Ledger:
-    return Ledger(ledger_store())
-
-
-@cache
-def billing_service() -> BillingService:
-    return BillingService(
-        ledger=ledger(),
-        reader=ledger_store(),
-        payments=StubPaymentGateway(),
-        max_top_up=get_settings().max_top_up_credits,
-    )
-
-
-@cache
-def model_service() -> ModelService:
-    settings = get_settings()
-    return ModelService(
-        models=ModelRepository(settings.models_table),
-        uploads=Uploads(settings.uploads_bucket),
-        max_bytes=settings.max_model_bytes,
-        url_ttl=settings.upload_url_ttl_seconds,
-    )
-
-
-@cache
-def auth_service() -> AuthService:
-    settings = get_settings()
-    return AuthService(
-        users=UserRepository(settings.users_table),
-        sessions=SessionRepository(settings.sessions_table),
-        signer=token_signer,
-        balances=ledger_store(),
-    )
-
-
-def reset_dependencies() -> None:
-    """Forget every cached service and the settings (for tests and the local stack)."""
-    wiring = sys.modules.get("creditml.models.wiring")  # only where the ML layer is loaded
-    if wiring is not None:
-        wiring.reset_model_wiring()
-    for factory in (
-        signing_keys,
-        _signer_for,
-        ledger_store,
-        ledger,
-        billing_service,
-        model_service,
-        auth_service,
-    ):
-        factory.cache_clear()
-    reset_settings()
-
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
 
@@ -131,21 +42,22 @@ async def current_principal(
     return token_signer().verify_access(credentials.credentials)
 
 
-async def _auth_service() -> AuthService:
+async def get_auth_service() -> AuthService:
     return auth_service()
 
 
-async def _billing_service() -> BillingService:
+async def get_billing_service() -> BillingService:
     return billing_service()
 
 
-async def _model_service() -> ModelService:
+async def get_model_service() -> ModelService:
     return model_service()
 
 
 Principal = Annotated[AccessClaims, Depends(current_principal)]
-AuthServiceDep = Annotated[AuthService, Depends(_auth_service)]
-ModelServiceDep = Annotated[ModelService, Depends(_model_service)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+BillingServiceDep = Annotated[BillingService, Depends(get_billing_service)]
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 
 
 def require_role(required: Role) -> object:
@@ -185,4 +97,3 @@ async def idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
-BillingServiceDep = Annotated[BillingService, Depends(_billing_service)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,11 +17,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from creditml import observability
 from creditml.errors import DomainError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://errors.creditml.dev/"
-logger = Logger(service="creditml", child=True)
 
 _HTTP_CODES = {
     400: ("bad_request", "Bad request"),
@@ -33,6 +32,15 @@ _HTTP_CODES = {
     413: ("payload_too_large", "Request body too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     500: ("internal_error", "Internal server error"),
+}
+
+
+# 401 names the scheme (RFC 6750); 503 tells clients when a retry is worth it (RFC 9110):
+# the conditions behind it (a busy account, an unreadable signing key) clear in moments.
+RETRY_AFTER_SECONDS = 1
+_HEADERS = {
+    401: {"WWW-Authenticate": "Bearer"},
+    503: {"Retry-After": str(RETRY_AFTER_SECONDS)},
 }
 
 
@@ -65,7 +73,7 @@ def problem_response(
         "code": code,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = _HEADERS.get(status)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -137,7 +145,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 class _UnexpectedErrors:
     """Outermost catch (a plain ASGI middleware: Starlette's BaseHTTPMiddleware costs
-    about a millisecond a request). Logs the stack for operators, answers without it."""
+    about a millisecond a request). Logs the stack for operators, answers without it.
+
+    The log is one JSON line through the function's logger: the exception's type and stack,
+    the request id, method and route, and nothing of the request's headers (bearer tokens,
+    cookies) or body.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -157,10 +170,26 @@ class _UnexpectedErrors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            logger.exception("Unhandled error", extra={"path": scope.get("path")})
+            observability.logger().exception("Unhandled error", extra=_request_facts(scope))
             if started:  # too late for a clean answer; let the runtime report it
                 raise
             await problem_response(500, *_HTTP_CODES[500])(scope, receive, send)
+
+
+def _request_facts(scope: Scope) -> dict[str, Any]:
+    """Which request failed: method, route template (the raw path when no route matched)
+    and, behind API Gateway, its request id. Taken from this request's own event, so a
+    concurrent invocation's id (one process serves them all locally) cannot stand in."""
+    route = scope.get("route")
+    facts: dict[str, Any] = {
+        "method": scope.get("method"),
+        "route": getattr(route, "path_format", None) or scope.get("path"),
+    }
+    event = scope.get("aws.event")
+    request_id = event.get("requestContext", {}).get("requestId") if event else None
+    if request_id:
+        facts["correlation_id"] = request_id
+    return facts
 
 
 def problem_doc(description: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from typing import Protocol
 from creditml.auth import passwords
 from creditml.auth.roles import Role
 from creditml.auth.schemas import TokenPair
-from creditml.auth.tokens import AccessClaims, TokenSigner
+from creditml.auth.sessions import RotationOutcome
+from creditml.auth.tokens import AccessClaims, RefreshClaims, TokenSigner
 from creditml.errors import (
     Forbidden,
     InvalidCredentials,
@@ -24,20 +25,38 @@ from creditml.errors import (
     OwnRoleChange,
     RefreshTokenReused,
 )
-from creditml.storage.sessions import RotationOutcome, SessionRepository
-from creditml.storage.users import UserRepository
 from creditml.users import User
 
 
+class UserStore(Protocol):
+    def create(self, user: User, password_hash: str) -> None: ...
+
+    def get(self, user_id: str) -> User: ...
+
+    def find_credentials(self, email: str) -> tuple[User, str] | None: ...
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    def set_role(self, user_id: str, role: Role) -> User: ...
+
+
+class SessionStore(Protocol):
+    def start(self, first: RefreshClaims, family_expires_at: int) -> None: ...
+
+    def rotate(self, old: RefreshClaims, new: RefreshClaims) -> RotationOutcome: ...
+
+    def revoke(self, family_id: str) -> None: ...
+
+
 class BalanceReader(Protocol):
-    def balance(self, user_id: str) -> int: ...
+    def balance(self, account_id: str) -> int: ...
 
 
 class AuthService:
     def __init__(
         self,
-        users: UserRepository,
-        sessions: SessionRepository,
+        users: UserStore,
+        sessions: SessionStore,
         signer: Callable[[], TokenSigner],
         balances: BalanceReader,
     ) -> None:
@@ -84,10 +103,6 @@ class AuthService:
             refresh_token=new_token,
             expires_in=signer.access_ttl,
         )
-
-    def authenticate(self, access_token: str) -> AccessClaims:
-        """The claims of a valid access token; InvalidToken otherwise."""
-        return self._signer().verify_access(access_token)
 
     def profile(self, user_id: str) -> tuple[User, int]:
         """The user and their current balance."""

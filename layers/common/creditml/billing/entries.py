@@ -1,7 +1,10 @@
-"""Ledger value types, shared by the ledger service and its repository."""
+"""Ledger value types, shared by the ledger service and its repository: entries, account
+states, the extra conditions a write may carry, and the outcomes of one write attempt."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -42,11 +45,43 @@ class AccountState:
 
 
 @dataclass(frozen=True)
-class Precondition:
-    """An extra ConditionCheck for the same transaction (e.g. the model's price is still
-    what the caller charged): `add(tx)` adds exactly one condition check."""
+class ModelStillServing:
+    """A condition checked in the same transaction as a debit: the model still serves
+    `version` at `price` and is not archived (so a stale cache never charges a wrong price)."""
 
-    add: Any
+    model_id: str
+    price: int
+    version: int
+
+
+# The conditions a ledger write can carry (one kind so far).
+Precondition = ModelStillServing
+
+
+@dataclass(frozen=True)
+class IdempotencySlot:
+    """Where an (actor, Idempotency-Key) pair writes: the entry id is derived from both, so
+    the same key can never write a second entry, permanently. Derived once per request."""
+
+    actor_id: str
+    key: str
+    entry_id: str
+
+    @classmethod
+    def of(cls, actor_id: str, key: str) -> IdempotencySlot:
+        digest = hashlib.sha256(f"{actor_id}\n{key}".encode()).hexdigest()
+        return cls(actor_id, key, digest[:32])  # 128 bits
+
+
+def request_fingerprint(operation: str, payload: bytes) -> str:
+    """What identifies a request for idempotency: a replay has the same fingerprint, a reuse
+    of its key for anything else has another. The one scheme for every money-moving route."""
+    return hashlib.sha256(operation.encode() + b"\n" + payload).hexdigest()
+
+
+def canonical_json(body: dict[str, Any]) -> bytes:
+    """A parsed body as bytes that do not depend on member order or spacing."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -54,11 +89,9 @@ class PendingEntry:
     """A balance change to write: which account, by whom, under which Idempotency-Key."""
 
     account_id: str
-    actor_id: str
-    entry_id: str
+    slot: IdempotencySlot
     kind: EntryKind
     amount: int
-    idempotency_key: str
     request_hash: str
     details: dict[str, Any] = field(default_factory=dict)
     precondition: Precondition | None = None
@@ -66,14 +99,53 @@ class PendingEntry:
     def applied_to(self, state: AccountState, created_at: datetime) -> LedgerEntry:
         """The entry this change becomes when written on top of `state`."""
         return LedgerEntry(
-            id=self.entry_id,
+            id=self.slot.entry_id,
             account_id=self.account_id,
             sequence=state.seq + 1,
             kind=self.kind,
             amount=self.amount,
             balance_after=state.balance + self.amount,
             created_at=created_at,
-            actor_id=self.actor_id,
-            idempotency_key=self.idempotency_key,
+            actor_id=self.slot.actor_id,
+            idempotency_key=self.slot.key,
             details=self.details,
         )
+
+
+# Outcomes of one write attempt (LedgerStore.write).
+@dataclass(frozen=True)
+class Written:
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True)
+class StaleVersion:
+    """The account moved on (or the debit does not fit); `actual` is its state just now."""
+
+    actual: AccountState
+
+
+@dataclass(frozen=True)
+class SlotTaken:
+    """This (actor, key) already has an entry: the stored one and its request fingerprint."""
+
+    entry: LedgerEntry
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class UserMissing:
+    """A grant's target account has no user."""
+
+
+@dataclass(frozen=True)
+class PreconditionFailed:
+    """The write's extra condition did not hold; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Contended:
+    """DynamoDB cancelled the transaction for a concurrent one (TransactionConflict)."""
+
+
+WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | PreconditionFailed | Contended

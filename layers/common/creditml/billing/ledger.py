@@ -17,8 +17,6 @@ what to write and what an outcome means:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections import OrderedDict
@@ -28,25 +26,26 @@ from typing import Any, Protocol
 from creditml.billing.entries import (
     CREDIT_KINDS,
     AccountState,
+    Contended,
     EntryKind,
+    IdempotencySlot,
     LedgerEntry,
     PendingEntry,
     Precondition,
-)
-from creditml.errors import (
-    IdempotencyKeyReused,
-    InsufficientCredits,
-    LedgerBusy,
-    UserNotFound,
-)
-from creditml.storage.ledger import (
-    Contended,
     PreconditionFailed,
     SlotTaken,
     StaleVersion,
     UserMissing,
     WriteOutcome,
     Written,
+    canonical_json,
+    request_fingerprint,
+)
+from creditml.errors import (
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    LedgerBusy,
+    UserNotFound,
 )
 
 # How many times one operation may find the account moved on, or be cancelled for a
@@ -67,16 +66,9 @@ class LedgerStore(Protocol):
     def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome: ...
 
 
-def entry_id_for(actor_id: str, idempotency_key: str) -> str:
-    """The ledger entry id for this actor's Idempotency-Key (128 bits of SHA-256)."""
-    digest = hashlib.sha256(f"{actor_id}\n{idempotency_key}".encode()).hexdigest()
-    return digest[:32]
-
-
 def request_hash(operation: str, body: dict[str, Any]) -> str:
-    """A fingerprint of a request, to tell a replay from a reuse of its key."""
-    canonical = json.dumps({"op": operation, "body": body}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The request fingerprint of a parsed JSON body (member order and spacing ignored)."""
+    return request_fingerprint(operation, canonical_json(body))
 
 
 class Ledger:
@@ -107,30 +99,26 @@ class Ledger:
         """Add `amount` credits. Returns the entry and whether it is a replay."""
         if kind not in CREDIT_KINDS:
             raise ValueError(f"{kind} is not a credit")
-        return self._apply(account_id, amount, kind, actor_id, idempotency_key, request, details)
+        slot = IdempotencySlot.of(actor_id, idempotency_key)
+        return self._apply(account_id, amount, kind, slot, request, details)
 
     def debit(
         self,
         account_id: str,
         amount: int,
         *,
-        idempotency_key: str,
+        slot: IdempotencySlot,
         request: str,
         details: dict[str, Any] | None = None,
         precondition: Precondition | None = None,
     ) -> tuple[LedgerEntry, bool]:
-        """Take `amount` credits from the account holder's own balance, never below zero,
-        in one transaction with `precondition` when given (PreconditionNotMet if it fails).
-        Returns the entry and whether it is a replay."""
+        """Take `amount` credits from the account holder's own balance (the slot's actor),
+        never below zero, in one transaction with `precondition` when given
+        (PreconditionNotMet if it fails). Returns the entry and whether it is a replay."""
+        if slot.actor_id != account_id:
+            raise ValueError("a debit's Idempotency-Key belongs to the account holder")
         return self._apply(
-            account_id,
-            -amount,
-            EntryKind.DEBIT,
-            account_id,
-            idempotency_key,
-            request,
-            details,
-            precondition,
+            account_id, -amount, EntryKind.DEBIT, slot, request, details, precondition
         )
 
     def _apply(
@@ -138,8 +126,7 @@ class Ledger:
         account_id: str,
         amount: int,
         kind: EntryKind,
-        actor_id: str,
-        idempotency_key: str,
+        slot: IdempotencySlot,
         request: str,
         details: dict[str, Any] | None,
         precondition: Precondition | None = None,
@@ -148,11 +135,9 @@ class Ledger:
             raise ValueError("amount must be a non-zero integer")
         pending = PendingEntry(
             account_id=account_id,
-            actor_id=actor_id,
-            entry_id=entry_id_for(actor_id, idempotency_key),
+            slot=slot,
             kind=kind,
             amount=amount,
-            idempotency_key=idempotency_key,
             request_hash=request,
             details=details or {},
             precondition=precondition,
@@ -161,32 +146,40 @@ class Ledger:
         conflicts = 0
         for _ in range(MAX_ATTEMPTS):
             outcome = self._store.write(pending, expected)
-            if isinstance(outcome, Written):
-                self._remember(account_id, outcome.entry)
-                return outcome.entry, False
-            if isinstance(outcome, SlotTaken):
-                if outcome.request_hash != request:
-                    raise IdempotencyKeyReused()
-                return outcome.entry, True
-            if isinstance(outcome, UserMissing):
-                raise UserNotFound()
-            if isinstance(outcome, PreconditionFailed):
-                raise PreconditionNotMet()
             if isinstance(outcome, StaleVersion):
                 # The true state, read by the failed write itself: authoritative just now.
                 expected = outcome.actual
                 self._known[account_id] = expected
                 if expected.balance + amount < 0:
                     raise InsufficientCredits(balance=expected.balance, required=-amount)
-                continue
-            if isinstance(outcome, Contended):
+            elif isinstance(outcome, Contended):
                 conflicts += 1
                 if conflicts > MAX_CONFLICT_RETRIES:
                     break
                 cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts)
                 self._sleep(self._jitter(0, cap))
-                continue
+            else:
+                return self._settled(account_id, outcome, request)
         raise LedgerBusy()
+
+    def _settled(
+        self,
+        account_id: str,
+        outcome: Written | SlotTaken | UserMissing | PreconditionFailed,
+        request: str,
+    ) -> tuple[LedgerEntry, bool]:
+        """The answer to an outcome that ends the operation: the entry and whether it is a
+        replay, or the error it means."""
+        if isinstance(outcome, Written):
+            self._remember(account_id, outcome.entry)
+            return outcome.entry, False
+        if isinstance(outcome, SlotTaken):
+            if outcome.request_hash != request:
+                raise IdempotencyKeyReused()
+            return outcome.entry, True
+        if isinstance(outcome, UserMissing):
+            raise UserNotFound()
+        raise PreconditionNotMet()
 
     def _remember(self, account_id: str, entry: LedgerEntry) -> None:
         self._known[account_id] = AccountState(entry.balance_after, entry.sequence)

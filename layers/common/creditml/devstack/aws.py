@@ -20,6 +20,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from creditml.devstack.template import Resolver, Template
+from creditml.storage.clients import client_config
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -117,26 +118,26 @@ def provision(template: Template, prefix: str, session: boto3.Session | None = N
     physical: dict[str, str] = {}
     attributes: dict[str, dict[str, str]] = {}
     names = Resolver(template, {}, {}, pseudo_parameters(prefix))
-    dynamodb = session.client("dynamodb")
+    dynamodb = session.client("dynamodb", config=client_config())
     for logical_id, resource in template.resources_of("AWS::DynamoDB::Table").items():
         name = f"{prefix}-{logical_id}"
         _create_table(dynamodb, name, resource.get("Properties", {}))
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": _table_arn(name)}
-    s3 = session.client("s3")
+    s3 = session.client("s3", config=client_config())
     for logical_id, resource in template.resources_of("AWS::S3::Bucket").items():
         given = resource.get("Properties", {}).get("BucketName")
         name = str(names.resolve(given)) if given else f"{prefix}-{logical_id}".lower()
         s3.create_bucket(Bucket=name)
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": name}
-    kms = session.client("kms")
+    kms = session.client("kms", config=client_config())
     for logical_id, resource in template.resources_of("AWS::KMS::Key").items():
         description = resource.get("Properties", {}).get("Description", logical_id)
         key = kms.create_key(Description=str(description))["KeyMetadata"]
         physical[logical_id] = key["KeyId"]
         attributes[logical_id] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
-    secretsmanager = session.client("secretsmanager")
+    secretsmanager = session.client("secretsmanager", config=client_config())
     for logical_id, resource in template.resources_of("AWS::SecretsManager::Secret").items():
         props = resource.get("Properties", {})
         value = props.get("SecretString") or _generate_secret(props.get("GenerateSecretString", {}))

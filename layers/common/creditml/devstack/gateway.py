@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -13,14 +14,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aws_lambda_powertools import Logger
-
 from creditml.devstack.runtime import invoke
 from creditml.devstack.template import Route, Template
+from creditml.observability import telemetry
 
-logger = Logger(service="devstack", child=True)
+logger = telemetry("devstack").logger
 # Lambda's synchronous invocation payload limit; API Gateway answers 413 past it.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
+# How many handlers run at once (the local stand-in for Lambda's concurrency); further
+# requests wait for a slot. Bounded so the AWS clients' pools can be sized to it.
+MAX_CONCURRENT_INVOCATIONS = 64
 _TEXT_TYPES = (
     "application/json",
     "application/problem+json",
@@ -116,8 +119,16 @@ class Gateway(ThreadingHTTPServer):
     # Concurrency tests open dozens of connections at once; the default backlog is 5.
     request_queue_size = 256
 
-    def __init__(self, template: Template, host: str, port: int) -> None:
+    def __init__(
+        self,
+        template: Template,
+        host: str,
+        port: int,
+        concurrency: int = MAX_CONCURRENT_INVOCATIONS,
+    ) -> None:
         self.template = template
+        self.concurrency = concurrency
+        self._slots = threading.BoundedSemaphore(concurrency)
         super().__init__((host, port), _RequestHandler)
 
     @property
@@ -140,7 +151,8 @@ class Gateway(ThreadingHTTPServer):
         if len(json.dumps(event)) > MAX_EVENT_BYTES:
             return _problem(413, "payload_too_large", "Request body too large")
         try:
-            response = invoke(self.template.functions[route.function], event)
+            with self._slots:
+                response = invoke(self.template.functions[route.function], event)
         except Exception:
             logger.exception("Handler failed", extra={"route": route.key})
             return _problem(502, "bad_gateway", "The function failed")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from creditml.devstack.template import FunctionSpec
+from creditml.devstack.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, FunctionSpec
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _load_lock = threading.Lock()
@@ -21,11 +21,15 @@ _modules: dict[str, ModuleType] = {}
 
 @dataclass
 class LambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
+    """The attributes of Lambda's context object that handlers and Powertools read.
+
+    Build it with `for_function` so memory and timeout are the template's; the defaults
+    are Lambda's own, for a function that sets neither.
+    """
 
     function_name: str
-    memory_limit_in_mb: int = 512
-    timeout_seconds: int = 10
+    memory_limit_in_mb: int = DEFAULT_MEMORY_MB
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     _deadline: float = field(default=0.0, repr=False)
@@ -38,7 +42,18 @@ class LambdaContext:
         self.log_stream_name = f"local/{self.aws_request_id}"
         self._deadline = time.monotonic() + self.timeout_seconds
 
+    @classmethod
+    def for_function(cls, spec: FunctionSpec) -> LambdaContext:
+        """A fresh invocation's context for the template function `spec` (its MemorySize
+        and Timeout, Globals applied)."""
+        return cls(
+            function_name=spec.logical_id,
+            memory_limit_in_mb=spec.memory_mb,
+            timeout_seconds=spec.timeout_seconds,
+        )
+
     def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout (not enforced locally)."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
@@ -72,7 +87,7 @@ def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return handler(event, LambdaContext(function_name=spec.logical_id))
+        return handler(event, LambdaContext.for_function(spec))
     finally:
         asyncio.set_event_loop(None)
         loop.close()

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 
 from creditml.devstack.runtime import invoke
 from creditml.devstack.template import FunctionSpec, Template
+from creditml.observability import telemetry
 
-logger = Logger(service="devstack", child=True)
+logger = telemetry("devstack").logger
 POLL_SECONDS = 0.05
 MAX_ATTEMPTS = 3  # S3 retries an asynchronous Lambda invocation twice
 

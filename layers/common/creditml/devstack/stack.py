@@ -11,16 +11,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from creditml.api.dependencies import auth_service, ledger, reset_dependencies
 from creditml.auth.roles import Role
 from creditml.billing.entries import EntryKind
 from creditml.billing.ledger import request_hash
+from creditml.composition import forget_components
+from creditml.composition.auth import auth_service
+from creditml.composition.core import ledger
 from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
-from creditml.devstack.gateway import Gateway
+from creditml.devstack.gateway import MAX_CONCURRENT_INVOCATIONS, Gateway
 from creditml.devstack.s3events import S3EventPump, subscribe
 from creditml.devstack.template import Template
 from creditml.errors import EmailTaken
 from creditml.settings import get_settings
+from creditml.storage.clients import size_pools
 from creditml.storage.users import UserRepository
 
 STACK_NAME = "creditml-local"
@@ -28,6 +31,9 @@ DEFAULT_ADMIN_EMAIL = "admin@creditml.local"
 DEFAULT_DEMO_EMAIL = "demo@creditml.local"
 DEMO_CREDITS = 1_000
 DEMO_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+# Threads of this process that may call AWS at once: every gateway slot, the S3 event pump,
+# and the main thread (seeding the demo model while the pump registers it).
+AWS_CALLER_THREADS = MAX_CONCURRENT_INVOCATIONS + 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def aws_environment(endpoint: str) -> dict[str, str]:
 def apply_environment(environment: dict[str, str]) -> None:
     """Make this process look like a function container with `environment`."""
     os.environ.update(environment)
-    reset_dependencies()
+    forget_components()
 
 
 def seed_account(email: str, password: str, role: Role) -> DemoAccount:
@@ -112,8 +118,8 @@ def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from creditml.api.dependencies import model_service
     from creditml.auth.tokens import AccessClaims
+    from creditml.composition.models import model_service
     from creditml.models.service import upload_key
     from creditml.storage.model_parts import Uploads
 
@@ -159,6 +165,7 @@ class LocalStack:
         self.aws = EmbeddedAws().start()
         environment = aws_environment(self.aws.endpoint)
         apply_environment(environment)
+        size_pools(AWS_CALLER_THREADS)
         provisioned = provision(self.template, STACK_NAME)
         environment |= function_environment(self.template, provisioned, STACK_NAME)
         apply_environment(environment)

@@ -17,6 +17,9 @@ from typing import Any
 import yaml
 
 FUNCTION = "AWS::Serverless::Function"
+# What Lambda gives a function whose template sets neither (SAM leaves them unset).
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_SECONDS = 3
 _TAGS = {
     "!Ref": "Ref",
     "!GetAtt": "Fn::GetAtt",
@@ -123,6 +126,8 @@ class FunctionSpec:
     environment: Mapping[str, Any]
     routes: tuple[Route, ...]
     events: Mapping[str, Any] = field(default_factory=dict)
+    memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
     @property
     def module_path(self) -> Path:
@@ -152,6 +157,19 @@ class Template:
             if resource.get("Type") == resource_type
         }
 
+    def _number(self, props: Mapping[str, Any], name: str, default: int) -> int:
+        """A function's numeric property (its own, else the Globals', else Lambda's default);
+        a `!Ref` to a template parameter takes that parameter's default."""
+        globals_ = self.document.get("Globals", {}).get("Function", {})
+        value = props.get(name, globals_.get(name, default))
+        if isinstance(value, dict):
+            value = Resolver(self, {}, {}, {}).resolve(value)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise TemplateError(f"{name} must be a positive whole number, not {value!r}")
+        return value
+
     @cached_property
     def functions(self) -> dict[str, FunctionSpec]:
         """Every AWS::Serverless::Function with Globals applied."""
@@ -178,6 +196,8 @@ class Template:
                 environment=env,
                 routes=routes,
                 events=events,
+                memory_mb=self._number(props, "MemorySize", DEFAULT_MEMORY_MB),
+                timeout_seconds=self._number(props, "Timeout", DEFAULT_TIMEOUT_SECONDS),
             )
         return specs
 

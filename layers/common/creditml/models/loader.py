@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
-from creditml.models.crypto import DataKeys, unseal
+from creditml.models.crypto import DataKeys, SealedModel, unseal
 from creditml.models.safe_loading import load_model
-from creditml.storage.model_parts import ModelParts
+
+
+class PartSource(Protocol):
+    def fetch(self, model_id: str, version: int) -> SealedModel: ...
 
 
 class ModelCache:
@@ -40,16 +43,12 @@ class ModelCache:
                 _, (_, evicted) = self._entries.popitem(last=False)
                 self._bytes -= evicted
 
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
     def __len__(self) -> int:
         return len(self._entries)
 
 
 class ModelLoader:
-    def __init__(self, parts: ModelParts, keys: DataKeys, cache: ModelCache) -> None:
+    def __init__(self, parts: PartSource, keys: DataKeys, cache: ModelCache) -> None:
         self._parts = parts
         self._keys = keys
         self.cache = cache

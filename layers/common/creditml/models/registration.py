@@ -5,18 +5,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
-from aws_lambda_powertools import Logger
-
-from creditml.models.crypto import DataKeys, seal
+from creditml.models.crypto import DataKeys, SealedModel, seal
 from creditml.models.errors import ModelRejected
 from creditml.models.records import VersionStatus
 from creditml.models.safe_loading import inspect_model, load_model
+from creditml.models.schema import ModelSchema
 from creditml.models.service import parse_upload_key
-from creditml.storage.model_parts import ModelParts, Uploads
-from creditml.storage.models import ModelRepository
+from creditml.observability import logger
 
-logger = Logger(service="register_model", child=True)
+
+class VersionStore(Protocol):
+    def version_status(self, model_id: str, version: int) -> VersionStatus | None: ...
+
+    def reject(self, model_id: str, version: int, reason: str) -> bool: ...
+
+
+class PartStore(Protocol):
+    def put_big(self, model_id: str, version: int, sealed: SealedModel) -> str: ...
+
+    def delete_big(self, key: str) -> None: ...
+
+    def commit_ready(
+        self,
+        model_id: str,
+        version: int,
+        sealed: SealedModel,
+        big_key: str,
+        schema: ModelSchema,
+        size: int,
+    ) -> bool: ...
+
+
+class UploadStore(Protocol):
+    def read(self, key: str, max_bytes: int) -> bytes | None: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -36,9 +61,9 @@ class Registration:
 class Registrar:
     def __init__(
         self,
-        models: ModelRepository,
-        parts: ModelParts,
-        uploads: Uploads,
+        models: VersionStore,
+        parts: PartStore,
+        uploads: UploadStore,
         keys: DataKeys,
         small_size_kb: int,
         max_bytes: int,
@@ -54,7 +79,7 @@ class Registrar:
         """Handle one uploaded object of the uploads bucket."""
         target = parse_upload_key(key)
         if target is None:
-            logger.warning("Ignoring an object we did not ask for", extra={"key": key})
+            logger().warning("Ignoring an object we did not ask for", extra={"key": key})
             self._uploads.delete(key)
             return Registration(key, Outcome.IGNORED)
         model_id, version = target
@@ -75,25 +100,19 @@ class Registrar:
         except ModelRejected as rejected:
             self._models.reject(model_id, version, rejected.reason)
             self._uploads.delete(key)
-            logger.info(
+            logger().info(
                 "Model rejected",
                 extra={"model_id": model_id, "version": version, "reason": rejected.reason},
             )
             return Registration(key, Outcome.REJECTED, rejected.reason)
         sealed = seal(data, model_id, version, self._keys, self._small_size_kb)
         big_key = self._parts.put_big(model_id, version, sealed)
-        stored = self._models.mark_ready_with(
-            model_id,
-            version,
-            schema,
-            len(data),
-            self._parts.small_item_writer(model_id, version, sealed, big_key),
-        )
+        stored = self._parts.commit_ready(model_id, version, sealed, big_key, schema, len(data))
         if not stored:  # another delivery won the race: drop our copy of the big part
             self._parts.delete_big(big_key)
             return Registration(key, Outcome.ALREADY_DONE)
         self._uploads.delete(key)
-        logger.info(
+        logger().info(
             "Model ready",
             extra={
                 "model_id": model_id,

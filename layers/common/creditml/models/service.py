@@ -11,7 +11,24 @@ from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.tokens import AccessClaims
 from creditml.errors import Forbidden, ModelNotFound
 from creditml.models.records import Model
-from creditml.storage.models import ModelRepository
+
+
+class ModelStore(Protocol):
+    def create(
+        self, model_id: str, name: str, description: str | None, owner_id: str, price: int
+    ) -> Model: ...
+
+    def add_version(self, model_id: str, expected_latest: int) -> int: ...
+
+    def get(self, model_id: str) -> Model: ...
+
+    def catalog(self) -> list[Model]: ...
+
+    def owned_by(self, owner_id: str) -> list[Model]: ...
+
+    def update(self, model_id: str, price: int | None, description: str | None) -> Model: ...
+
+    def archive(self, model_id: str) -> Model: ...
 
 
 class UploadSigner(Protocol):
@@ -45,7 +62,7 @@ class UploadTicket:
 
 class ModelService:
     def __init__(
-        self, models: ModelRepository, uploads: UploadSigner, max_bytes: int, url_ttl: int
+        self, models: ModelStore, uploads: UploadSigner, max_bytes: int, url_ttl: int
     ) -> None:
         self._models = models
         self._uploads = uploads

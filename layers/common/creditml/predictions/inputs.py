@@ -64,24 +64,31 @@ def parse_rows(document: Any, schema: ModelSchema, max_rows: int) -> NDArray[np.
         raise _problem("body.inputs", "must hold at least one row")
     if len(rows) > max_rows:
         raise _problem("body.inputs", f"holds {len(rows)} rows; at most {max_rows} per request")
-    width = schema.n_features
     if isinstance(rows[0], dict):
         rows = _ordered(rows, schema)
     for index, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise _problem(
-                f"body.inputs.{index}",
-                "must be a list of numbers (or every row an object keyed by feature name)",
-            )
-        if len(row) != width:
-            raise _problem(
-                f"body.inputs.{index}", f"has {len(row)} values; the model takes {width}"
-            )
-        for column, value in enumerate(row):
-            kind = type(value)
-            if kind is int or (kind is float and math.isfinite(value)):
-                continue
-            raise _problem(f"body.inputs.{index}.{_name(schema, column)}", _bad_value(value))
+        _check_row(index, row, schema)
+    return _matrix(rows, schema)
+
+
+def _check_row(index: int, row: Any, schema: ModelSchema) -> None:
+    if not isinstance(row, list):
+        raise _problem(
+            f"body.inputs.{index}",
+            "must be a list of numbers (or every row an object keyed by feature name)",
+        )
+    if len(row) != schema.n_features:
+        raise _problem(
+            f"body.inputs.{index}", f"has {len(row)} values; the model takes {schema.n_features}"
+        )
+    for column, value in enumerate(row):
+        kind = type(value)
+        if kind is int or (kind is float and math.isfinite(value)):
+            continue
+        raise _problem(f"body.inputs.{index}.{_name(schema, column)}", _bad_value(value))
+
+
+def _matrix(rows: list[Any], schema: ModelSchema) -> NDArray[np.float64]:
     try:
         matrix = np.asarray(rows, dtype=np.float64)
     except OverflowError:  # an integer beyond float range, e.g. 10**400

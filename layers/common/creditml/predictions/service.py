@@ -14,7 +14,6 @@ the transaction itself proves the cached price and version are still current.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -23,8 +22,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from creditml.auth.tokens import AccessClaims
-from creditml.billing.entries import EntryKind, LedgerEntry
-from creditml.billing.ledger import Ledger, PreconditionNotMet, entry_id_for
+from creditml.billing.entries import (
+    EntryKind,
+    IdempotencySlot,
+    LedgerEntry,
+    ModelStillServing,
+    request_fingerprint,
+)
+from creditml.billing.ledger import Ledger, PreconditionNotMet
 from creditml.errors import (
     DomainError,
     IdempotencyKeyReused,
@@ -36,6 +41,7 @@ from creditml.errors import (
     PredictionFailed,
 )
 from creditml.models.records import Model
+from creditml.models.schema import ModelSchema
 from creditml.predictions.inputs import dumps, parse_body, parse_rows, to_json_values
 from creditml.predictions.schemas import PredictionPublic, Receipt
 
@@ -44,8 +50,6 @@ MAX_PRECONDITION_RETRIES = 3
 
 class ModelDirectory(Protocol):
     def head(self, model_id: str) -> Model: ...
-
-    def still_serving(self, model: Model) -> Any: ...
 
 
 class ModelSource(Protocol):
@@ -103,32 +107,26 @@ class PredictionService:
     ) -> tuple[Receipt, bool]:
         """Predict and charge. Returns the receipt and whether it replays an earlier one."""
         document = parse_body(body, self._max_request_bytes)
+        slot = IdempotencySlot.of(caller.user_id, idempotency_key)
         # The exact bytes identify the request: a retry resends them as they were.
-        fingerprint = hashlib.sha256(model_id.encode() + b"\n" + body).hexdigest()
+        fingerprint = request_fingerprint("predict", model_id.encode() + b"\n" + body)
         for _ in range(MAX_PRECONDITION_RETRIES):
-            model = self._serving_model(caller, model_id, idempotency_key, fingerprint)
-            schema = model.serving_schema
-            assert schema is not None
             try:
+                model, schema = self._serving_model(model_id)
                 rows = parse_rows(document, schema, self._max_rows)
                 outputs, probabilities, latency_ms = self._run(model, rows)
             except DomainError:
-                # The model may have changed since this key was charged (new version, new
-                # schema): a retry of that request still gets its receipt, not an error.
-                self._replay_if_charged(caller, idempotency_key, fingerprint)
+                # The model may have changed since this key was charged (archived, new
+                # version, new schema): a retry of that request still gets its receipt, not
+                # an error. One read, only on error paths.
+                charged = self._charged(slot, fingerprint)
+                if charged is not None:
+                    return self._receipt(charged), True
                 raise
             cost = len(rows) * model.price
             try:
                 entry, replayed = self._charge(
-                    caller,
-                    model,
-                    cost,
-                    len(rows),
-                    outputs,
-                    probabilities,
-                    latency_ms,
-                    idempotency_key,
-                    fingerprint,
+                    slot, model, cost, len(rows), outputs, probabilities, latency_ms, fingerprint
                 )
             except InsufficientCredits:
                 self._observe("InsufficientCredits", 1)
@@ -152,33 +150,29 @@ class PredictionService:
             ), False
         raise ModelUnavailable("The model kept changing while predicting; retry.")
 
-    def _serving_model(
-        self, caller: AccessClaims, model_id: str, key: str, fingerprint: str
-    ) -> Model:
+    def _serving_model(self, model_id: str) -> tuple[Model, ModelSchema]:
+        """The model as this container last saw it serving, and the schema its rows must fit;
+        ModelArchived or ModelNotReady when it does not serve. Metadata is cached per
+        container: the charge's transaction re-checks it."""
         model = self._heads.get(model_id)
         if model is None:
             model = self._models.head(model_id)
-            self._heads[model_id] = model
-        if model.archived or not model.serving_version or model.serving_schema is None:
+        if model.archived or model.serving_version is None or model.serving_schema is None:
             self._heads.pop(model_id, None)
-            # A retry of a request that succeeded before the model changed still gets its
-            # receipt: look the key up (only on this rare path).
-            self._replay_if_charged(caller, key, fingerprint)
-            if model.archived:
-                raise ModelArchived()
-            raise ModelNotReady()
-        return model
+            raise ModelArchived() if model.archived else ModelNotReady()
+        self._heads[model_id] = model
+        return model, model.serving_schema
 
-    def _replay_if_charged(self, caller: AccessClaims, key: str, fingerprint: str) -> None:
-        """Raise the stored receipt (or a key-reuse refusal) if this key was already charged;
-        one read, only on error paths."""
-        taken = self._entries.slot(caller.user_id, entry_id_for(caller.user_id, key))
+    def _charged(self, slot: IdempotencySlot, fingerprint: str) -> LedgerEntry | None:
+        """The entry this key already charged (None if none); IdempotencyKeyReused when it
+        charged another request."""
+        taken = self._entries.slot(slot.actor_id, slot.entry_id)
         if taken is None:
-            return
+            return None
         entry, stored = taken
         if stored != fingerprint:
             raise IdempotencyKeyReused()
-        raise _Replay(entry)
+        return entry
 
     def _run(self, model: Model, rows: Any) -> tuple[list[Any], list[list[float]] | None, float]:
         assert model.serving_version is not None
@@ -207,17 +201,16 @@ class PredictionService:
 
     def _charge(
         self,
-        caller: AccessClaims,
+        slot: IdempotencySlot,
         model: Model,
         cost: int,
         rows: int,
         outputs: list[Any],
         probabilities: list[list[float]] | None,
         latency_ms: float,
-        key: str,
         fingerprint: str,
     ) -> tuple[LedgerEntry, bool]:
-        prediction_id = entry_id_for(caller.user_id, key)
+        assert model.serving_version is not None
         result = {"outputs": outputs, "probabilities": probabilities}
         details: dict[str, Any] = {
             "model_id": model.id,
@@ -233,17 +226,17 @@ class PredictionService:
         else:
             # A key of this attempt's own: a concurrent or later attempt with the same
             # Idempotency-Key can never overwrite or delete the outputs of the charged one.
-            stored_key = self._outputs.key(caller.user_id, f"{prediction_id}/{uuid.uuid4().hex}")
+            stored_key = self._outputs.key(slot.actor_id, f"{slot.entry_id}/{uuid.uuid4().hex}")
             self._outputs.put(stored_key, encoded)
             details["result_key"] = stored_key
         try:
             entry, replayed = self._ledger.debit(
-                caller.user_id,
+                slot.actor_id,
                 cost,
-                idempotency_key=key,
+                slot=slot,
                 request=fingerprint,
                 details=details,
-                precondition=self._models.still_serving(model),
+                precondition=ModelStillServing(model.id, model.price, model.serving_version),
             )
         except (InsufficientCredits, IdempotencyKeyReused, PreconditionNotMet):
             # Definitely not written: this attempt's outputs belong to nothing. (After any
@@ -272,9 +265,6 @@ class PredictionService:
             balance=entry.balance_after,
             model_version=int(entry.details["model_version"]),
         )
-
-    def replayed_receipt(self, entry: LedgerEntry) -> Receipt:
-        return self._receipt(entry)
 
     def history(
         self, caller: AccessClaims, limit: int, before: int | None
@@ -307,23 +297,9 @@ class PredictionService:
         )
 
 
-class _Replay(Exception):  # control flow, caught in predict_or_replay
-    def __init__(self, entry: LedgerEntry) -> None:
-        self.entry = entry
-
-
-def predict_or_replay(
-    service: PredictionService, caller: AccessClaims, model_id: str, body: bytes, key: str
-) -> tuple[Receipt, bool]:
-    try:
-        return service.predict(caller, model_id, body, key)
-    except _Replay as replay:
-        return service.replayed_receipt(replay.entry), True
-
-
 class PredictionNotFound(ModelNotFound):
     code = "prediction_not_found"
     title = "Prediction not found"
 
 
-__all__ = ["PredictionNotFound", "PredictionService", "predict_or_replay"]
+__all__ = ["PredictionNotFound", "PredictionService"]

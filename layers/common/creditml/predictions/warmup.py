@@ -6,7 +6,7 @@ import importlib
 
 # The estimator families most models are built from; others import on first use.
 _MODULES = (
-    "creditml.predictions.wiring",
+    "creditml.composition.predictions",
     "sklearn.base",
     "sklearn.pipeline",
     "sklearn.compose",

@@ -15,22 +15,33 @@ version or a replayed key is resolved without a separate read.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
-from creditml.billing.entries import AccountState, EntryKind, LedgerEntry, PendingEntry
+from creditml.billing.entries import (
+    AccountState,
+    Contended,
+    EntryKind,
+    LedgerEntry,
+    PendingEntry,
+    PreconditionFailed,
+    SlotTaken,
+    StaleVersion,
+    UserMissing,
+    WriteOutcome,
+    Written,
+)
+from creditml.storage.dynamo import Transaction, TransactionCancelled
+from creditml.storage.models import check_still_serving
 from creditml.storage.tables import bind_table
 
 ACCOUNT_SK = "ACCOUNT"
 ENTRY_PREFIX = "ENTRY#"
-_ALL_OLD = "ALL_OLD"
 
 
 class _BySeq(LocalSecondaryIndex["_LedgerItem"]):  # type: ignore[no-untyped-call]
@@ -72,45 +83,6 @@ class _UserCheck(Model):
     pk = UnicodeAttribute(hash_key=True)
 
 
-# Outcomes of one write attempt.
-@dataclass(frozen=True)
-class Written:
-    entry: LedgerEntry
-
-
-@dataclass(frozen=True)
-class StaleVersion:
-    """The account moved on (or the debit does not fit); `actual` is its state just now."""
-
-    actual: AccountState
-
-
-@dataclass(frozen=True)
-class SlotTaken:
-    """This (actor, key) already has an entry: the stored one and its request hash."""
-
-    entry: LedgerEntry
-    request_hash: str
-
-
-@dataclass(frozen=True)
-class UserMissing:
-    pass
-
-
-@dataclass(frozen=True)
-class PreconditionFailed:
-    """The caller's extra condition did not hold; nothing was written."""
-
-
-@dataclass(frozen=True)
-class Contended:
-    """DynamoDB cancelled the transaction for a concurrent one (TransactionConflict)."""
-
-
-WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | PreconditionFailed | Contended
-
-
 def _entry(item: _LedgerItem) -> LedgerEntry:
     return LedgerEntry(
         id=str(item.entry_id),
@@ -135,96 +107,85 @@ def _state(item: _LedgerItem | None) -> AccountState:
 class LedgerRepository:
     """Reads and writes accounts and ledger entries. One method call, one DynamoDB call."""
 
-    def __init__(self, table_name: str, users_table: str) -> None:
+    def __init__(self, table_name: str, users_table: str, models_table: str) -> None:
         self._item = bind_table(_LedgerItem, table_name)
         self._user = bind_table(_UserCheck, users_table)
+        self._models_table = models_table
 
     def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome:
         """Try to apply `pending` on top of `expected` in one transaction."""
         item = self._item
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        slot = pending.slot
         new_state = AccountState(expected.balance + pending.amount, expected.seq + 1)
-        account = item(pending.account_id, ACCOUNT_SK)
         version = item.seq.does_not_exist() if expected.seq == 0 else item.seq == expected.seq
         if pending.amount < 0:
             version &= item.balance >= -pending.amount
         entry = item(
             pending.account_id,
-            ENTRY_PREFIX + pending.entry_id,
-            entry_id=pending.entry_id,
+            ENTRY_PREFIX + slot.entry_id,
+            entry_id=slot.entry_id,
             entry_seq=new_state.seq,
             kind=str(pending.kind),
             amount=pending.amount,
             balance_after=new_state.balance,
-            created_at=now.isoformat(timespec="milliseconds"),
-            actor_id=pending.actor_id,
-            idempotency_key=pending.idempotency_key,
+            created_at=now,
+            actor_id=slot.actor_id,
+            idempotency_key=slot.key,
             request_hash=pending.request_hash,
             details=pending.details or None,
         )
-        is_grant = pending.actor_id != pending.account_id
-        # pynamodb sends condition checks, then puts, then updates: label reasons alike.
-        checks = (["user"] if is_grant else []) + (["precondition"] if pending.precondition else [])
-        labels = checks + ["entry"] + (["guard"] if is_grant else [])
-        labels.append("account")
+        tx = Transaction(item)
+        is_grant = slot.actor_id != pending.account_id
+        if is_grant:
+            tx.check(
+                "user", self._user, f"USER#{pending.account_id}", condition=self._user.pk.exists()
+            )
+            # The admin's own slot for this key, pointing at the grant in the target account.
+            guard = item(
+                slot.actor_id,
+                ENTRY_PREFIX + slot.entry_id,
+                target_account=pending.account_id,
+                request_hash=pending.request_hash,
+                created_at=now,
+            )
+            tx.put("guard", guard, condition=item.sk.does_not_exist(), return_old=True)
+        if pending.precondition is not None:
+            check_still_serving(tx, "precondition", self._models_table, pending.precondition)
+        tx.put("entry", entry, condition=item.sk.does_not_exist(), return_old=True)
+        tx.update(
+            "account",
+            item(pending.account_id, ACCOUNT_SK),
+            actions=[
+                item.balance.set(new_state.balance),
+                item.seq.set(new_state.seq),
+                item.updated_at.set(now),
+            ],
+            condition=version,
+            return_old=True,
+        )
         try:
-            with TransactWrite(connection=item._get_connection().connection) as tx:
-                if is_grant:
-                    tx.condition_check(
-                        self._user, f"USER#{pending.account_id}", condition=self._user.pk.exists()
-                    )
-                if pending.precondition is not None:
-                    pending.precondition.add(tx)
-                tx.save(entry, condition=item.sk.does_not_exist(), return_values=_ALL_OLD)
-                if is_grant:
-                    guard = item(
-                        pending.actor_id,
-                        ENTRY_PREFIX + pending.entry_id,
-                        target_account=pending.account_id,
-                        request_hash=pending.request_hash,
-                        created_at=now.isoformat(timespec="milliseconds"),
-                    )
-                    tx.save(guard, condition=item.sk.does_not_exist(), return_values=_ALL_OLD)
-                tx.update(
-                    account,
-                    actions=[
-                        item.balance.set(new_state.balance),
-                        item.seq.set(new_state.seq),
-                        item.updated_at.set(now.isoformat(timespec="milliseconds")),
-                    ],
-                    condition=version,
-                    return_values=_ALL_OLD,
-                )
-        except TransactWriteError as exc:
-            return self._explain(exc, labels)
+            tx.commit()
+        except TransactionCancelled as cancelled:
+            return self._explain(cancelled)
         return Written(_entry(entry))
 
-    def _explain(self, exc: TransactWriteError, labels: list[str]) -> WriteOutcome:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise exc
-        reasons = dict(zip(labels, exc.cancellation_reasons, strict=False))
-        failed = {
-            label: reason
-            for label, reason in reasons.items()
-            if reason is not None and reason.code == "ConditionalCheckFailed"
-        }
+    def _explain(self, cancelled: TransactionCancelled) -> WriteOutcome:
+        failed = cancelled.failed
         # A taken slot wins over everything else: a replay must answer as the original did.
         for label in ("entry", "guard"):
             if label in failed:
-                return self._slot_taken(failed[label].raw_item)
+                return self._slot_taken(failed[label])
         if "user" in failed:
             return UserMissing()
         if "precondition" in failed:
             return PreconditionFailed()
         if "account" in failed:
-            raw = failed["account"].raw_item
+            raw = failed["account"]
             return StaleVersion(_state(self._item.from_raw_data(raw) if raw else None))
-        if any(
-            reason is not None and reason.code == "TransactionConflict"
-            for reason in exc.cancellation_reasons
-        ):
+        if cancelled.conflict:
             return Contended()
-        raise exc
+        raise cancelled
 
     def _slot_taken(self, raw: dict[str, Any] | None) -> WriteOutcome:
         if raw is None:  # DynamoDB always returns ALL_OLD here; be safe rather than wrong

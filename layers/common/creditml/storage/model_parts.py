@@ -13,9 +13,11 @@ from botocore.exceptions import ClientError
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
 from creditml.models.crypto import ModelIntegrityError, SealedModel
+from creditml.models.schema import ModelSchema
+from creditml.storage.dynamo import Transaction, TransactionCancelled
+from creditml.storage.models import add_version_ready
 from creditml.storage.tables import bind_table
 
 
@@ -31,11 +33,13 @@ class _PartsItem(Model):
 
 
 class ModelParts:
-    """Stores and fetches the two parts of sealed models."""
+    """Stores and fetches the two parts of sealed models. Storing the small part is one
+    transaction with the version's pending -> ready step in the models table."""
 
-    def __init__(self, table_name: str, bucket: str) -> None:
+    def __init__(self, table_name: str, bucket: str, models_table: str) -> None:
         self._item = bind_table(_PartsItem, table_name)
         self._bucket = bucket
+        self._models_table = models_table
 
     @cached_property
     def _s3(self) -> Any:
@@ -51,11 +55,20 @@ class ModelParts:
     def delete_big(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
 
-    def small_item_writer(
-        self, model_id: str, version: int, sealed: SealedModel, big_key: str
-    ) -> Any:
-        """A callable that adds the small-part put to a pynamodb transaction."""
-        item = self._item(
+    def commit_ready(
+        self,
+        model_id: str,
+        version: int,
+        sealed: SealedModel,
+        big_key: str,
+        schema: ModelSchema,
+        size: int,
+    ) -> bool:
+        """In ONE transaction: store the small part (pointing at `big_key`), mark the pending
+        version ready, and make it the serving version unless a newer one serves or the
+        model is archived. False when the version was no longer pending or its parts were
+        already stored (another delivery of the same upload won)."""
+        small = self._item(
             model_id,
             version,
             small=sealed.small,
@@ -65,15 +78,22 @@ class ModelParts:
             big_key=big_key,
             big_size=len(sealed.big),
         )
-
-        def add(tx: TransactWrite) -> None:
-            tx.save(item, condition=self._item.model_id.does_not_exist())
-
-        return add
-
-    @property
-    def connection(self) -> Any:
-        return self._item._get_connection().connection
+        for promote in (True, False):
+            tx = Transaction(self._item)
+            tx.put("parts", small, condition=self._item.model_id.does_not_exist(), return_old=False)
+            add_version_ready(
+                tx, self._models_table, model_id, version, schema, size, promote=promote
+            )
+            try:
+                tx.commit()
+            except TransactionCancelled as cancelled:
+                if {"parts", "version"} & cancelled.failed.keys():
+                    return False
+                if promote and "model" in cancelled.failed:  # a newer version serves
+                    continue
+                raise
+            return True
+        return False
 
     def fetch(self, model_id: str, version: int) -> SealedModel:
         """Both parts of a registered version (two reads: DynamoDB, then S3)."""

@@ -20,16 +20,16 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model as PynamoModel
-from pynamodb.transactions import TransactWrite
 
-from creditml.billing.entries import Precondition
+from creditml.billing.entries import ModelStillServing
 from creditml.errors import ModelNotFound
 from creditml.models.records import Model, ModelVersion, VersionStatus
 from creditml.models.schema import ModelSchema
-from creditml.storage.tables import bind_table, failed_conditions
+from creditml.storage.dynamo import Transaction, condition_failed
+from creditml.storage.tables import bind_table
 
 MODEL_SK = "MODEL"
 PUBLIC = "public"
@@ -143,9 +143,10 @@ class ModelRepository:
         first = item(
             model_id, version_sk(1), created_at=now, version=1, status=str(VersionStatus.PENDING)
         )
-        with TransactWrite(connection=item._get_connection().connection) as tx:
-            tx.save(head, condition=item.sk.does_not_exist())
-            tx.save(first, condition=item.sk.does_not_exist())
+        tx = Transaction(item)
+        tx.put("model", head, condition=item.sk.does_not_exist(), return_old=False)
+        tx.put("version", first, condition=item.sk.does_not_exist(), return_old=False)
+        tx.commit()
         return self.get(model_id)
 
     def add_version(self, model_id: str, expected_latest: int) -> int:
@@ -153,23 +154,22 @@ class ModelRepository:
         item = self._item
         version = expected_latest + 1
         now = _now()
-        head = item(model_id, MODEL_SK)
-        with TransactWrite(connection=item._get_connection().connection) as tx:
-            tx.save(
-                item(
-                    model_id,
-                    version_sk(version),
-                    created_at=now,
-                    version=version,
-                    status=str(VersionStatus.PENDING),
-                ),
-                condition=item.sk.does_not_exist(),
-            )
-            tx.update(
-                head,
-                actions=[item.latest_version.set(version), item.updated_at.set(now)],
-                condition=item.latest_version == expected_latest,
-            )
+        pending = item(
+            model_id,
+            version_sk(version),
+            created_at=now,
+            version=version,
+            status=str(VersionStatus.PENDING),
+        )
+        tx = Transaction(item)
+        tx.put("version", pending, condition=item.sk.does_not_exist(), return_old=False)
+        tx.update(
+            "model",
+            item(model_id, MODEL_SK),
+            actions=[item.latest_version.set(version), item.updated_at.set(now)],
+            condition=item.latest_version == expected_latest,
+        )
+        tx.commit()
         return version
 
     def get(self, model_id: str) -> Model:
@@ -187,21 +187,6 @@ class ModelRepository:
         except DoesNotExist as exc:
             raise ModelNotFound() from exc
         return _model(item, [])
-
-    def still_serving(self, model: Model) -> Precondition:
-        """A check, for the billing transaction, that `model` is unchanged where it matters:
-        same price, same serving version, not archived."""
-        item = self._item
-        condition = (
-            (item.price == model.price)
-            & (item.serving_version == model.serving_version)
-            & (item.archived == False)  # noqa: E712 - a DynamoDB condition
-        )
-
-        def add(tx: TransactWrite) -> None:
-            tx.condition_check(item, model.id, MODEL_SK, condition=condition)
-
-        return Precondition(add)
 
     def version_status(self, model_id: str, version: int) -> VersionStatus | None:
         try:
@@ -227,7 +212,7 @@ class ModelRepository:
         try:
             item(model_id, MODEL_SK).update(actions=actions, condition=item.sk.exists())
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise ModelNotFound() from exc
             raise
         return self.get(model_id)
@@ -244,7 +229,7 @@ class ModelRepository:
                 condition=item.sk.exists(),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise ModelNotFound() from exc
             raise
         return self.get(model_id)
@@ -262,54 +247,65 @@ class ModelRepository:
                 condition=item.status == str(VersionStatus.PENDING),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
 
-    def mark_ready_with(
-        self, model_id: str, version: int, schema: ModelSchema, size: int, parts_put: Any
-    ) -> bool:
-        """In ONE transaction: store the parts item (`parts_put(tx)` adds it), mark the
-        pending version ready, and make it the serving version unless a newer one serves or
-        the model is archived. False when the version was no longer pending."""
-        item = self._item
-        now = _now()
-        described = schema.model_dump()
-        ready = [
+
+def check_still_serving(
+    tx: Transaction, label: str, table_name: str, expected: ModelStillServing
+) -> None:
+    """Add to `tx` a check that the model is unchanged where a charge depends on it: same
+    price, same serving version, not archived."""
+    item = bind_table(_ModelItem, table_name)
+    condition = (
+        (item.price == expected.price)
+        & (item.serving_version == expected.version)
+        & (item.archived == False)  # noqa: E712 - a DynamoDB condition
+    )
+    tx.check(label, item, expected.model_id, MODEL_SK, condition=condition)
+
+
+def add_version_ready(
+    tx: Transaction,
+    table_name: str,
+    model_id: str,
+    version: int,
+    schema: ModelSchema,
+    size: int,
+    *,
+    promote: bool,
+) -> None:
+    """Add to `tx` the pending -> ready step of a version (label "version") and, with
+    `promote`, making it the serving version unless a newer one serves or the model is
+    archived (label "model")."""
+    item = bind_table(_ModelItem, table_name)
+    now = _now()
+    described = schema.model_dump()
+    tx.update(
+        "version",
+        item(model_id, version_sk(version)),
+        actions=[
             item.status.set(str(VersionStatus.READY)),
             item.model_schema.set(described),
             item.registered_at.set(now),
             item.size_bytes.set(size),
-        ]
-        promote = [
-            item.serving_version.set(version),
-            item.catalog.set(PUBLIC),
-            item.model_schema.set(described),
-            item.updated_at.set(now),
-        ]
+        ],
+        condition=item.status == str(VersionStatus.PENDING),
+    )
+    if promote:
         newer_serving = (
             item.serving_version.does_not_exist() | (item.serving_version < version)
         ) & (item.archived == False)  # noqa: E712
-        for with_promotion in (True, False):
-            try:
-                with TransactWrite(connection=item._get_connection().connection) as tx:
-                    parts_put(tx)
-                    tx.update(
-                        item(model_id, version_sk(version)),
-                        actions=ready,
-                        condition=item.status == str(VersionStatus.PENDING),
-                    )
-                    if with_promotion:
-                        tx.update(
-                            item(model_id, MODEL_SK), actions=promote, condition=newer_serving
-                        )
-                return True
-            except TransactWriteError as exc:
-                failed = failed_conditions(exc)  # parts put, version update[, model update]
-                if any(failed[:2]):  # parts already stored, or version no longer pending
-                    return False
-                if with_promotion and failed[2:3] == [True]:  # a newer version serves
-                    continue
-                raise
-        return False
+        tx.update(
+            "model",
+            item(model_id, MODEL_SK),
+            actions=[
+                item.serving_version.set(version),
+                item.catalog.set(PUBLIC),
+                item.model_schema.set(described),
+                item.updated_at.set(now),
+            ],
+            condition=newer_serving,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from creditml.errors import ServiceUnavailable
+from creditml.storage.clients import client_config
 
 
 class SigningKeyStore:
@@ -19,7 +20,8 @@ class SigningKeyStore:
     def current(self) -> bytes:
         """The current signing key as bytes."""
         if self._provider is None:
-            self._provider = SecretsProvider()
+            # Its own boto3 client: give it the same pool size as every other client.
+            self._provider = SecretsProvider(boto_config=client_config())
         try:
             value = self._provider.get(self._secret_id, max_age=self._max_age)
         except Exception as exc:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from enum import Enum
 
 from pynamodb.attributes import BooleanAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
+from creditml.auth.sessions import RotationOutcome
 from creditml.auth.tokens import RefreshClaims
-from creditml.storage.tables import bind_table, failed_conditions
+from creditml.storage.dynamo import Transaction, TransactionCancelled, condition_failed
+from creditml.storage.tables import bind_table
 
 
 class _SessionRecord(Model):
@@ -31,12 +31,6 @@ class _SessionRecord(Model):
     revoked = BooleanAttribute(null=True)
     used_at = UnicodeAttribute(null=True)
     expires_at = TTLAttribute()
-
-
-class RotationOutcome(Enum):
-    ROTATED = "rotated"
-    REUSED = "reused"  # the old token was already spent (or never issued)
-    REVOKED = "revoked"  # the family was revoked earlier
 
 
 def _family_key(family_id: str) -> str:
@@ -62,42 +56,43 @@ class SessionRepository:
             revoked=False,
             expires_at=datetime.fromtimestamp(family_expires_at, UTC),
         )
-        token = self._token(first)
-        with TransactWrite(connection=record._get_connection().connection) as tx:
-            tx.save(family, condition=record.pk.does_not_exist())
-            tx.save(token, condition=record.pk.does_not_exist())
+        tx = Transaction(record)
+        tx.put("family", family, condition=record.pk.does_not_exist(), return_old=False)
+        tx.put("token", self._token(first), condition=record.pk.does_not_exist(), return_old=False)
+        tx.commit()
 
     def rotate(self, old: RefreshClaims, new: RefreshClaims) -> RotationOutcome:
         """Spend `old` and store `new` atomically, unless `old` was spent or its family revoked."""
         record = self._record
         spent = record(_token_key(old.token_id), user_id=old.user_id)
-        now = str(int(time.time()))
+        tx = Transaction(record)
+        tx.check(
+            "family",
+            record,
+            _family_key(old.family_id),
+            condition=record.pk.exists()
+            & (record.revoked == False)  # noqa: E712 - a DynamoDB condition, not a test
+            & (record.user_id == old.user_id),
+        )
+        tx.put(
+            "new_token", self._token(new), condition=record.pk.does_not_exist(), return_old=False
+        )
+        tx.update(
+            "old_token",
+            spent,
+            actions=[record.used_at.set(str(int(time.time())))],
+            condition=record.pk.exists()
+            & record.used_at.does_not_exist()
+            & (record.family_id == old.family_id),
+        )
         try:
-            with TransactWrite(connection=record._get_connection().connection) as tx:
-                tx.condition_check(
-                    record,
-                    _family_key(old.family_id),
-                    condition=record.pk.exists()
-                    & (record.revoked == False)  # noqa: E712 - a DynamoDB condition, not a test
-                    & (record.user_id == old.user_id),
-                )
-                tx.save(self._token(new), condition=record.pk.does_not_exist())
-                tx.update(
-                    spent,
-                    actions=[record.used_at.set(now)],
-                    condition=record.pk.exists()
-                    & record.used_at.does_not_exist()
-                    & (record.family_id == old.family_id),
-                )
-        except TransactWriteError as exc:
-            failed = failed_conditions(exc)
-            if len(failed) == 3 and failed[2]:
+            tx.commit()
+        except TransactionCancelled as cancelled:
+            if "old_token" in cancelled.failed:
                 return RotationOutcome.REUSED
-            if failed and failed[0]:
+            if "family" in cancelled.failed:
                 return RotationOutcome.REVOKED
-            if any(
-                r is not None and r.code == "TransactionConflict" for r in exc.cancellation_reasons
-            ):
+            if cancelled.conflict:
                 # Two presentations of one refresh token at the same moment: that is reuse.
                 return RotationOutcome.REUSED
             raise
@@ -112,7 +107,7 @@ class SessionRepository:
             )
         except UpdateError as exc:
             # A family that does not exist has nothing left to revoke.
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
 
     def _token(self, claims: RefreshClaims) -> _SessionRecord:

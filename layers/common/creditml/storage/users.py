@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
 from creditml.auth.roles import Role
 from creditml.errors import EmailTaken, UserNotFound
-from creditml.storage.tables import bind_table, failed_conditions
+from creditml.storage.dynamo import Transaction, TransactionCancelled, condition_failed
+from creditml.storage.tables import bind_table
 from creditml.users import User
 
 
@@ -66,14 +66,14 @@ class UserRepository:
             created_at=user.created_at,
         )
         claim = record(_email_key(user.email), user_id=user.id)
-        connection = record._get_connection().connection
+        tx = Transaction(record)
+        tx.put("email", claim, condition=record.pk.does_not_exist(), return_old=False)
+        tx.put("profile", profile, condition=record.pk.does_not_exist(), return_old=False)
         try:
-            with TransactWrite(connection=connection) as tx:
-                tx.save(claim, condition=record.pk.does_not_exist())
-                tx.save(profile, condition=record.pk.does_not_exist())
-        except TransactWriteError as exc:
-            if any(failed_conditions(exc)[:1]):
-                raise EmailTaken() from exc
+            tx.commit()
+        except TransactionCancelled as cancelled:
+            if "email" in cancelled.failed:
+                raise EmailTaken() from cancelled
             raise
 
     def get(self, user_id: str) -> User:
@@ -106,7 +106,7 @@ class UserRepository:
                 condition=self._record.pk.exists(),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise UserNotFound() from exc
             raise
         return _to_user(record)

@@ -27,13 +27,13 @@ router = APIRouter(responses=PROBLEM_RESPONSES, tags=["predictions"])
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
-async def _service() -> PredictionService:
-    from creditml.predictions.wiring import prediction_service
+async def get_prediction_service() -> PredictionService:
+    from creditml.composition.predictions import prediction_service
 
     return prediction_service()
 
 
-Service = Annotated["PredictionService", Depends(_service)]
+Service = Annotated["PredictionService", Depends(get_prediction_service)]
 ModelId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -69,12 +69,10 @@ async def predict(
     """Predict with the model's serving version and pay rows x price, once. Anything that
     fails (bad rows, unready model, insufficient credits, model errors) costs nothing.
     Retrying with the same Idempotency-Key and body returns the same receipt, unbilled."""
-    from creditml.predictions.service import predict_or_replay
-
     if not sent_as_json(request):
         raise UnsupportedMediaType()
     body = await request.body()
-    receipt, replayed = predict_or_replay(service, principal, id, body, key)
+    receipt, replayed = service.predict(principal, id, body, key)
     # Serialized directly: FastAPI's re-validation and jsonable_encoder would walk every
     # output and probability again (the receipt is already a validated model).
     return Response(

@@ -1,0 +1,125 @@
+"""The one adapter over pynamodb's transaction and condition-failure shapes.
+
+Repositories name each item they add to a transaction ("entry", "account", …) and read a
+cancellation by those names: nothing decodes DynamoDB's positional `CancellationReasons`
+or string-matches error codes anywhere else, and no private pynamodb API is used outside
+this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+_ALL_OLD = "ALL_OLD"
+_CONDITION_FAILED = "ConditionalCheckFailed"
+_CONFLICT = "TransactionConflict"
+
+
+class TransactionCancelled(Exception):
+    """DynamoDB cancelled a transaction: which named items failed their condition (with
+    the item as it was, when the put or update asked for it) and whether a concurrent
+    transaction on one of its items was the cause."""
+
+    def __init__(self, failed: Mapping[str, dict[str, Any] | None], conflict: bool) -> None:
+        super().__init__(f"transaction cancelled: failed={sorted(failed)} conflict={conflict}")
+        self.failed = dict(failed)
+        self.conflict = conflict
+
+
+@dataclass
+class Transaction:
+    """A TransactWriteItems built item by item, each item under a label.
+
+    pynamodb sends condition checks, then deletes, then puts, then updates, whatever order
+    they were added in; the labels are kept in that same order so a cancellation's
+    reasons line up with them.
+    """
+
+    record: type[Model]
+    _steps: dict[str, list[tuple[str, Callable[[TransactWrite], None]]]] = field(
+        default_factory=lambda: {"check": [], "delete": [], "put": [], "update": []}
+    )
+
+    def check(
+        self,
+        label: str,
+        record: type[Model],
+        hash_key: Any,
+        range_key: Any = None,
+        *,
+        condition: Condition,
+    ) -> None:
+        """Add a ConditionCheck on another item (any table of the same account/region)."""
+        self._add(
+            "check",
+            label,
+            lambda tx: tx.condition_check(record, hash_key, range_key, condition=condition),
+        )
+
+    def put(self, label: str, item: Model, *, condition: Condition, return_old: bool) -> None:
+        """Add a conditional put; `return_old` returns the existing item when it fails."""
+        values = _ALL_OLD if return_old else None
+        self._add("put", label, lambda tx: tx.save(item, condition=condition, return_values=values))
+
+    def update(
+        self,
+        label: str,
+        item: Model,
+        *,
+        actions: list[Action],
+        condition: Condition,
+        return_old: bool = False,
+    ) -> None:
+        """Add a conditional update; `return_old` returns the item as it was when it fails."""
+        values = _ALL_OLD if return_old else None
+        self._add(
+            "update",
+            label,
+            lambda tx: tx.update(item, actions=actions, condition=condition, return_values=values),
+        )
+
+    def _add(self, kind: str, label: str, step: Callable[[TransactWrite], None]) -> None:
+        if label in self.labels:
+            raise ValueError(f"label {label!r} used twice in one transaction")
+        self._steps[kind].append((label, step))
+
+    @property
+    def labels(self) -> list[str]:
+        """The items' labels in the order DynamoDB receives (and reports) them."""
+        return [
+            label for kind in ("check", "delete", "put", "update") for label, _ in self._steps[kind]
+        ]
+
+    def commit(self) -> None:
+        """Write every item or none; TransactionCancelled names the items that stopped it."""
+        labels = self.labels
+        try:
+            # The record's own connection carries its table's region and endpoint settings.
+            with TransactWrite(connection=self.record._get_connection().connection) as tx:
+                for kind in ("check", "delete", "put", "update"):
+                    for _, step in self._steps[kind]:
+                        step(tx)
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+            reasons = exc.cancellation_reasons
+            failed = {
+                label: reason.raw_item
+                for label, reason in zip(labels, reasons, strict=False)
+                if reason is not None and reason.code == _CONDITION_FAILED
+            }
+            conflict = any(reason is not None and reason.code == _CONFLICT for reason in reasons)
+            raise TransactionCancelled(failed, conflict) from exc
+
+
+def condition_failed(error: PynamoDBException) -> bool:
+    """Whether a single-item write failed only because its condition did not hold."""
+    return error.cause_response_code == "ConditionalCheckFailedException"
