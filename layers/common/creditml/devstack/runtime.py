@@ -83,10 +83,12 @@ def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
     Each call gets its own event loop (Mangum drives the ASGI app on the thread's loop, and a
     gateway thread has none).
     """
-    handler = load_handler(spec)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
+        # Loaded with the loop in place: importing a function builds its Mangum adapter,
+        # which looks for the thread's loop.
+        handler = load_handler(spec)
         return handler(event, LambdaContext.for_function(spec))
     finally:
         asyncio.set_event_loop(None)
