@@ -47,6 +47,14 @@ from creditml.predictions.schemas import PredictionPublic, Receipt
 
 MAX_PRECONDITION_RETRIES = 3
 
+# Models fitted on named columns warn on every call given a plain matrix, which is how rows
+# always reach them (names are checked against the schema first). A process-wide filter,
+# set once: `warnings.catch_warnings()` per call is not thread-safe, and leaked the warning
+# when the local stack served predictions concurrently.
+warnings.filterwarnings(
+    "ignore", message="X does not have valid feature names", category=UserWarning
+)
+
 
 class ModelDirectory(Protocol):
     def head(self, model_id: str) -> Model: ...
@@ -186,15 +194,12 @@ class PredictionService:
             self._observe("ModelLoadTime", (self._clock() - loading) * 1000)
         started = self._clock()
         try:
-            with warnings.catch_warnings():
-                # Models fitted on named columns warn when given a plain matrix.
-                warnings.simplefilter("ignore", UserWarning)
-                outputs = to_json_values(estimator.predict(rows))
-                probabilities = (
-                    to_json_values(estimator.predict_proba(rows))
-                    if model.serving_schema and model.serving_schema.probabilities
-                    else None
-                )
+            outputs = to_json_values(estimator.predict(rows))
+            probabilities = (
+                to_json_values(estimator.predict_proba(rows))
+                if model.serving_schema and model.serving_schema.probabilities
+                else None
+            )
         except Exception as exc:  # the model's own failure: no charge
             raise PredictionFailed() from exc
         return outputs, probabilities, round((self._clock() - started) * 1000, 3)
