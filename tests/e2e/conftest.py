@@ -39,6 +39,7 @@ class RunningStack:
     url: str
     cwd: Path
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def environment(self) -> dict[str, str]:
         """What a function container of this stack sees (from the stack's state file)."""
@@ -59,11 +60,14 @@ class RunningStack:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=20)
+            code = self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()  # never leave a stack running behind a failed test
             self.process.wait()
             raise
+        if self.reader is not None:  # everything the stack printed, up to its last line
+            self.reader.join(timeout=10)
+        return code
 
 
 def start_stack(
@@ -95,7 +99,8 @@ def start_stack(
             if "Press Ctrl-C" in line:
                 ready.set()
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -104,7 +109,7 @@ def start_stack(
     url = next(
         match.group(1) for line in lines if (match := re.search(r"API\s+(http://\S+)", line))
     )
-    return RunningStack(process, url, cwd, lines)
+    return RunningStack(process, url, cwd, lines, reader)
 
 
 def copy_project(folder: Path) -> Path:
