@@ -215,12 +215,15 @@ def test_unknown_unready_and_archived_models_cost_nothing(api: Api, setup: dict[
     status, problem = _predict(api, token, str(uuid.uuid4()), body)
     assert (status, problem["code"]) == (404, "model_not_found")
     pending = create_model(api, setup["publisher"]["access"])[1]["model_id"]
-    status, problem = _predict(api, token, pending, body)
+    # An unpublished model is "not ready" to its owner and does not exist for anyone else.
+    status, problem = _predict(api, setup["publisher"]["access"], pending, body)
     assert (status, problem["code"]) == (409, "model_not_ready")
+    status, problem = _predict(api, token, pending, body)
+    assert (status, problem["code"]) == (404, "model_not_found")
     archive = load_event(
         "models_archive", access_token=setup["publisher"]["access"], model_id=setup["model_id"]
     )
-    assert api.call("ModelsFunction", archive)[0] == 200
+    assert api.call("ModelsFunction", archive)[0] == 204
     status, problem = _predict(api, token, setup["model_id"], body)
     assert (status, problem["code"]) == (410, "model_archived")
     assert _balance(api, token) == 100

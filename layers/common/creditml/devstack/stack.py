@@ -117,6 +117,8 @@ def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
     import numpy as np
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from creditml.auth.tokens import AccessClaims
     from creditml.composition.models import model_service
@@ -124,14 +126,19 @@ def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
     from creditml.storage.model_parts import Uploads
 
     iris = load_iris()
-    model = LogisticRegression(max_iter=1000).fit(iris.data, iris.target)
-    # Fitted on a plain array (no pandas here); record the names clients may use.
-    model.feature_names_in_ = np.array(DEMO_FEATURES, dtype=object)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(iris.data, iris.target)
+    # Fitted on a plain array (no pandas here); record the names clients may use. A pipeline
+    # reports its first step's names.
+    model.steps[0][1].feature_names_in_ = np.array(DEMO_FEATURES, dtype=object)
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     caller = AccessClaims(admin.user_id, Role.ADMIN, 0)
     ticket = model_service().create(
-        caller, "iris-demo", "Iris species from sepal and petal sizes (logistic regression)", 1
+        caller,
+        "iris-demo",
+        "Iris species from sepal and petal sizes (scaled logistic regression)",
+        1,
     )
     Uploads(get_settings().uploads_bucket).put(upload_key(ticket.model.id, 1), buffer.getvalue())
     deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from creditml.auth.roles import Role
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.entries import (
     EntryKind,
@@ -120,7 +121,7 @@ class PredictionService:
         fingerprint = request_fingerprint("predict", model_id.encode() + b"\n" + body)
         for _ in range(MAX_PRECONDITION_RETRIES):
             try:
-                model, schema = self._serving_model(model_id)
+                model, schema = self._serving_model(caller, model_id)
                 rows = parse_rows(document, schema, self._max_rows)
                 outputs, probabilities, latency_ms = self._run(model, rows)
             except DomainError:
@@ -158,16 +159,22 @@ class PredictionService:
             ), False
         raise ModelUnavailable("The model kept changing while predicting; retry.")
 
-    def _serving_model(self, model_id: str) -> tuple[Model, ModelSchema]:
+    def _serving_model(self, caller: AccessClaims, model_id: str) -> tuple[Model, ModelSchema]:
         """The model as this container last saw it serving, and the schema its rows must fit;
-        ModelArchived or ModelNotReady when it does not serve. Metadata is cached per
-        container: the charge's transaction re-checks it."""
+        ModelArchived when it was archived; when it has never served, ModelNotReady to its
+        owner and admins and ModelNotFound to everyone else (an unpublished model does not
+        exist for them, as on GET /models/{id}). Metadata is cached per container: the
+        charge's transaction re-checks it."""
         model = self._heads.get(model_id)
         if model is None:
             model = self._models.head(model_id)
         if model.archived or model.serving_version is None or model.serving_schema is None:
             self._heads.pop(model_id, None)
-            raise ModelArchived() if model.archived else ModelNotReady()
+            if model.archived:
+                raise ModelArchived()
+            if caller.role is Role.ADMIN or caller.user_id == model.owner_id:
+                raise ModelNotReady()
+            raise ModelNotFound()
         self._heads[model_id] = model
         return model, model.serving_schema
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from creditml.api.dependencies import ModelServiceDep, Principal
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
@@ -92,9 +92,12 @@ def update_model(
 
 @router.delete(
     "/models/{id}",
-    response_model=ModelPublic,
+    status_code=204,
+    response_class=Response,
     responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
-def archive_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
-    """Archive a model (owner or admin): it leaves the catalogue and takes no predictions."""
-    return ModelPublic.of(service.archive(principal, id), True)
+def archive_model(id: ModelId, principal: Principal, service: Service) -> Response:
+    """Archive a model (owner or admin): it leaves the catalogue and takes no predictions.
+    Its owner still sees it, `status: "archived"`, on GET /models/{id}."""
+    service.archive(principal, id)
+    return Response(status_code=204)
