@@ -195,8 +195,7 @@ class StackValues:
         return get_settings().uploads_bucket
 
     def _upload_key(self) -> str:
-        from creditml.settings import get_settings
-        from creditml.storage.model_parts import Uploads
+        from creditml.composition.models import uploads
 
         status, created = self._call("POST", "/models", body={"name": "events-upload", "price": 1})
         if status != 201:
@@ -205,44 +204,23 @@ class StackValues:
                 f"{_code(created)} (uploading takes a publisher or an admin: --as admin)"
             )
         key = str(created["upload"]["fields"]["key"])
-        Uploads(get_settings().uploads_bucket).put(key, _small_model_file())
+        uploads().put(key, _small_model_file())
         return key
 
     # What the resolvers share.
 
-    @cached_property
+    @property
     def _auth(self) -> AuthService:
-        from creditml.auth.service import AuthService
-        from creditml.auth.tokens import TokenSigner
-        from creditml.settings import get_settings
-        from creditml.storage.ledger import LedgerRepository
-        from creditml.storage.secrets import SigningKeyStore
-        from creditml.storage.sessions import SessionRepository
-        from creditml.storage.users import UserRepository
+        # The stack's own services (this process carries its environment), so tokens minted
+        # here are signed with the stack's key.
+        from creditml.composition.auth import auth_service
 
-        settings = get_settings()
-        # The stack's own signing key: tokens minted here are the stack's tokens.
-        key = SigningKeyStore(settings.jwt_secret_id, settings.jwt_secret_max_age_seconds)
-        signer = TokenSigner(
-            key.current(),
-            issuer=settings.jwt_issuer,
-            access_ttl=settings.access_token_ttl_seconds,
-            refresh_ttl=settings.refresh_token_ttl_seconds,
-        )
-        return AuthService(
-            users=UserRepository(settings.users_table),
-            sessions=SessionRepository(settings.sessions_table),
-            signer=lambda: signer,
-            balances=LedgerRepository(
-                settings.ledger_table, settings.users_table, settings.models_table
-            ),
-        )
+        return auth_service()
 
     def _user(self, email: str) -> User:
-        from creditml.settings import get_settings
-        from creditml.storage.users import UserRepository
+        from creditml.composition.auth import user_repository
 
-        found = UserRepository(get_settings().users_table).find_credentials(email)
+        found = user_repository().find_credentials(email)
         if found is None:
             raise PlaceholderError(f"no local user {email}")
         return found[0]
@@ -258,12 +236,9 @@ class StackValues:
         return email, password
 
     def _find_demo_model(self) -> str:
-        from creditml.settings import get_settings
-        from creditml.storage.models import ModelRepository
+        from creditml.composition.models import model_repository
 
-        owned = ModelRepository(get_settings().models_table).owned_by(
-            self._user(self._admin_email).id
-        )
+        owned = model_repository().owned_by(self._user(self._admin_email).id)
         demos = sorted(
             (model for model in owned if model.name == DEMO_MODEL_NAME),
             key=lambda model: model.created_at,

@@ -18,6 +18,7 @@ from creditml.composition import forget_components
 from creditml.composition.auth import auth_service
 from creditml.composition.core import ledger
 from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
+from creditml.devstack.events import DEMO_MODEL_NAME
 from creditml.devstack.gateway import MAX_CONCURRENT_INVOCATIONS, Gateway
 from creditml.devstack.s3events import S3EventPump, subscribe
 from creditml.devstack.template import Template
@@ -136,7 +137,7 @@ def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
     caller = AccessClaims(admin.user_id, Role.ADMIN, 0)
     ticket = model_service().create(
         caller,
-        "iris-demo",
+        DEMO_MODEL_NAME,
         "Iris species from sepal and petal sizes (scaled logistic regression)",
         1,
     )
