@@ -13,12 +13,13 @@ PORT ?= 3000
 SAM := PATH="$(dir $(PY312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: help install install-sam dev test lint typecheck unit integration e2e build-tests validate build bench clean
+.PHONY: help install install-sam dev test lint typecheck unit integration e2e build-tests validate build bench soak clean
 
 help:
 	@echo "make dev    install and start the local stack (embedded AWS, seeded demo data)"
 	@echo "make test   install and run everything: lint, types, sam validate/build, all tests"
 	@echo "make bench  run the performance benchmarks (prints a table, writes benchmarks/results.json)"
+	@echo "make soak   10 minutes of mixed traffic against a local stack (SOAK_MINUTES=N to change)"
 
 $(BIN)/creditml: pyproject.toml
 	@test -x $(BIN)/python || $(PY312) -m venv $(VENV)
@@ -75,6 +76,12 @@ test: lint typecheck validate build
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# Ten minutes of mixed traffic against a fresh local stack (tests/e2e/test_soak.py runs a
+# short variant in `make test`): error rate, stack memory, ledger verify.
+SOAK_MINUTES ?= 10
+soak: install
+	$(BIN)/python benchmarks/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .creditml .coverage

@@ -48,6 +48,20 @@ def test_register_login_me_refresh_and_reuse_refused(http: httpx.Client) -> None
     assert reused.json()["code"] == "refresh_token_reused"
 
 
+def test_logout_ends_the_session(http: httpx.Client) -> None:
+    email = _email()
+    http.post("/auth/register", json={"email": email, "password": PASSWORD})
+    pair = http.post("/auth/login", json={"email": email, "password": PASSWORD}).json()
+
+    logout = http.post("/auth/logout", json={"refresh_token": pair["refresh_token"]})
+    assert (logout.status_code, logout.content) == (204, b"")
+    refused = http.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert (refused.status_code, refused.json()["code"]) == (401, "invalid_token")
+    again = http.post("/auth/logout", json={"refresh_token": pair["refresh_token"]})
+    assert again.status_code == 401
+    assert again.headers["content-type"] == "application/problem+json"
+
+
 def test_login_failures_look_the_same(http: httpx.Client) -> None:
     email = _email()
     http.post("/auth/register", json={"email": email, "password": PASSWORD})
@@ -91,9 +105,15 @@ def test_openapi_and_swagger_ui(http: httpx.Client) -> None:
     document = http.get("/openapi.json")
     assert document.status_code == 200
     paths = document.json()["paths"]
-    assert {"/auth/register", "/auth/login", "/auth/refresh", "/users/me", "/users/{id}"} <= set(
-        paths
-    )
+    assert {
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/users/me",
+        "/users/{id}",
+    } <= set(paths)
+    assert set(paths["/auth/logout"]["post"]["responses"]) >= {"204", "401"}
     docs = http.get("/docs")
     assert docs.status_code == 200
     assert "swagger-ui" in docs.text.lower()

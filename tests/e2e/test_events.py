@@ -48,8 +48,16 @@ def invoke(stack: RunningStack, function: str, event: Path, *args: str) -> dict[
 
 
 def _function_for(template: Template, event: dict[str, Any]) -> str:
-    """The function template.yaml hands this event to: its route's, or the one an S3
-    bucket notifies."""
+    """The function template.yaml hands this event to: its route's, the one an S3 bucket
+    notifies, or the one a schedule runs."""
+    if event.get("source") == "aws.events":
+        scheduled = [
+            spec.logical_id
+            for spec in template.functions.values()
+            if any(trigger.get("Type") == "Schedule" for trigger in spec.events.values())
+        ]
+        assert len(scheduled) == 1, scheduled
+        return scheduled[0]
     if "routeKey" in event:
         routes = [route for route in template.routes if route.key == event["routeKey"]]
         assert routes, f"template.yaml has no route {event['routeKey']}"
@@ -117,5 +125,8 @@ def test_every_event_invokes_successfully(
         assert registration["outcome"] in ("ready", "already_done"), registration
         model_id = registration["key"].split("/")[0]
         assert _wait_until_decided(http, caller, model_id) == "ready"
+    elif "source" in event:  # a scheduled run: how many pending versions it expired
+        assert isinstance(response["expired"], int), response
+        assert response["expired"] >= 0, response
     else:
         assert 200 <= response["statusCode"] < 300, response

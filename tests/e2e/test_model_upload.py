@@ -8,14 +8,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import joblib
 import numpy as np
+import pytest
+from botocore.exceptions import ClientError
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from creditml.settings import get_settings
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, bearer, login, new_account
 from tests.models.hostile import hostile_files
 
@@ -32,15 +36,26 @@ def _file(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _publish(http: httpx.Client, token: str, data: bytes) -> str:
+def _create(http: httpx.Client, token: str) -> dict[str, Any]:
     created = http.post("/models", json={"name": "e2e", "price": 2}, headers=bearer(token))
     assert created.status_code == 201, created.text
-    upload = created.json()["upload"]
+    return dict(created.json())
+
+
+def _post(upload: dict[str, Any], data: bytes, fields: dict[str, str] | None = None) -> None:
     posted = httpx.post(
-        upload["url"], data=upload["fields"], files={"file": ("model.joblib", data)}, timeout=60
+        upload["url"],
+        data=fields or upload["fields"],
+        files={"file": ("model.joblib", data)},
+        timeout=60,
     )
     assert posted.status_code in (200, 201, 204), posted.text
-    return str(created.json()["model_id"])
+
+
+def _publish(http: httpx.Client, token: str, data: bytes) -> str:
+    created = _create(http, token)
+    _post(created["upload"], data)
+    return str(created["model_id"])
 
 
 def _wait_for(http: httpx.Client, token: str, model_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -99,3 +114,41 @@ def test_seeded_demo_model_is_ready(http: httpx.Client) -> None:
         "petal_length",
         "petal_width",
     ]
+
+
+@pytest.mark.usefixtures("stack_environment")
+def test_a_form_rewritten_to_another_publishers_key_does_not_register(
+    http: httpx.Client,
+) -> None:
+    # Given a victim's pending version, and an attacker (another publisher) with a form of
+    # their own whose `key` they rewrite to the victim's (the local S3 ignores the policy)
+    victim_token, attacker_token = _publisher(http), _publisher(http)
+    victim = _create(http, victim_token)
+    attacker = _create(http, attacker_token)
+    forged = {**attacker["upload"]["fields"], "key": victim["upload"]["fields"]["key"]}
+    theirs = LogisticRegression().fit(ROWS[:, :3], ROWS[:, 0] > 0)
+    _post(attacker["upload"], _file(theirs), forged)
+    # When registration has handled the forged upload (it removes the object)
+    bucket = get_settings().uploads_bucket
+    key = victim["upload"]["fields"]["key"]
+    deadline = time.monotonic() + 30
+    while _exists(bucket, key):
+        assert time.monotonic() < deadline, "the forged upload was never handled"
+        time.sleep(0.1)
+    # Then the victim's version is still pending (not registered, not rejected)
+    shown = http.get(f"/models/{victim['model_id']}", headers=bearer(victim_token)).json()
+    assert (shown["status"], shown["reason"]) == ("pending", None)
+    # And the victim's own upload registers their model
+    mine = RandomForestRegressor(n_estimators=5, random_state=0).fit(ROWS, ROWS[:, 0])
+    _post(victim["upload"], _file(mine))
+    shown = _wait_for(http, victim_token, victim["model_id"])
+    assert shown["status"] == "ready", shown
+    assert shown["input_schema"]["n_features"] == 5
+
+
+def _exists(bucket: str, key: str) -> bool:
+    try:
+        boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return False
+    return True

@@ -12,8 +12,10 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from creditml.devstack import runtime
-from creditml.models.service import upload_key
+from creditml.models.service import hash_upload_token, new_upload_token, upload_key
 from creditml.settings import get_settings
+from creditml.storage.model_parts import TOKEN_FIELD, Uploads
+from creditml.storage.models import version_sk
 from tests.conftest import load_event, with_body
 from tests.integration.conftest import Api
 
@@ -45,9 +47,31 @@ def deliver(api: Api, key: str) -> dict[str, Any]:
     return result
 
 
-def upload_and_register(api: Api, model_id: str, version: int, data: bytes) -> dict[str, Any]:
+def bind_upload(model_id: str, version: int) -> dict[str, str]:
+    """The upload-token field of a fresh token for a pending version, for tests that do not
+    keep the presigned POST of the version they upload to (what the POST's own fields
+    would carry)."""
+    token = new_upload_token()
+    boto3.client("dynamodb").update_item(
+        TableName=get_settings().models_table,
+        Key={"model_id": {"S": model_id}, "sk": {"S": version_sk(version)}},
+        UpdateExpression="SET upload_token_hash = :hash",
+        ExpressionAttributeValues={":hash": {"S": hash_upload_token(token)}},
+    )
+    return {TOKEN_FIELD: token}
+
+
+def upload_and_register(
+    api: Api,
+    model_id: str,
+    version: int,
+    data: bytes,
+    fields: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload `data` for a version as its presigned POST would (with the `fields` of that
+    POST; without them, with a token bound for the occasion) and deliver the S3 event."""
     key = upload_key(model_id, version)
-    boto3.client("s3").put_object(Bucket=get_settings().uploads_bucket, Key=key, Body=data)
+    Uploads(get_settings().uploads_bucket).put(key, data, fields or bind_upload(model_id, version))
     return deliver(api, key)
 
 
@@ -55,6 +79,8 @@ def publish(api: Api, token: str, data: bytes | None = None, price: int = 2) -> 
     """A ready model of the caller's; returns its id."""
     status, created = create_model(api, token, {"name": "m", "price": price})
     assert status == 201, created
-    result = upload_and_register(api, created["model_id"], 1, data or model_file())
+    result = upload_and_register(
+        api, created["model_id"], 1, data or model_file(), created["upload"]["fields"]
+    )
     assert result["registrations"][0]["outcome"] == "ready", result
     return str(created["model_id"])

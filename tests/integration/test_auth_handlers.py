@@ -8,6 +8,7 @@ import pytest
 from creditml.auth.roles import Role
 from tests.conftest import load_event, with_body
 from tests.integration.conftest import Api, register_and_login
+from tests.text_forms import fullwidth
 
 AUTH = "AuthFunction"
 PASSWORD = "correct horse battery"
@@ -63,6 +64,21 @@ def test_email_is_unique_in_any_letter_case(api: Api) -> None:
     assert _login(api, "bob@example.com", "another password")[0] == 401
 
 
+def test_a_look_alike_email_is_taken_and_logs_in_to_the_same_account(api: Api) -> None:
+    assert _register(api, {"email": "zoe@example.com", "password": PASSWORD})[0] == 201
+    status, problem = _register(
+        api, {"email": fullwidth("ZOE") + "@example.com", "password": PASSWORD}
+    )
+    assert (status, problem["code"]) == (409, "email_taken")
+    status, pair = _login(api, fullwidth("zoe@EXAMPLE") + ".com", PASSWORD)
+    assert status == 200
+    assert _me(api, str(pair["access_token"]))[1]["email"] == "zoe@example.com"
+
+
+def test_a_password_with_spaces_inside_is_fine(api: Api) -> None:
+    assert _register(api, {"email": "sid@example.com", "password": "  two words  "})[0] == 201
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -74,6 +90,10 @@ def test_email_is_unique_in_any_letter_case(api: Api) -> None:
         ({"password": PASSWORD}, "body.email"),
         ({"email": "eve@example.com", "password": PASSWORD, "role": "admin"}, "body.role"),
         ({"email": 5, "password": PASSWORD}, "body.email"),
+        ({"email": "eve@example.com", "password": " " * 12}, "body.password"),
+        ({"email": "eve@example.com", "password": "\u00a0\u2003\t\n" * 3}, "body.password"),
+        ({"email": "e\u200bve@example.com", "password": PASSWORD}, "body.email"),
+        ({"email": "eve\u202e@example.com", "password": PASSWORD}, "body.email"),
     ],
 )
 def test_bad_registrations_are_422_naming_the_field_and_change_nothing(
@@ -137,7 +157,9 @@ def test_access_token_is_refused_as_refresh_token(api: Api) -> None:
     assert (status, problem["code"]) == (401, "invalid_token")
 
 
-def test_admin_sets_roles_and_the_role_reaches_the_next_token(api: Api) -> None:
+def test_a_role_change_ends_the_users_sessions_and_the_next_login_has_the_new_role(
+    api: Api,
+) -> None:
     admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
     user = register_and_login(api, "gil@example.com")
 
@@ -145,11 +167,16 @@ def test_admin_sets_roles_and_the_role_reaches_the_next_token(api: Api) -> None:
     assert status == 200
     assert changed["role"] == "publisher"
 
-    status, pair = _refresh(api, user["refresh"])
+    # The session held at the change is over: its refresh token no longer rotates...
+    status, problem = _refresh(api, user["refresh"])
+    assert (status, problem["code"]) == (401, "invalid_token")
+    # ...and a login right after the change carries the new role in a session that works.
+    status, pair = _login(api, "gil@example.com", PASSWORD)
     assert status == 200
     claims = jwt.decode(str(pair["access_token"]), options={"verify_signature": False})
     assert claims["role"] == "publisher"
     assert _me(api, str(pair["access_token"]))[1]["role"] == "publisher"
+    assert _refresh(api, str(pair["refresh_token"]))[0] == 200
 
 
 def test_only_admins_set_roles(api: Api) -> None:

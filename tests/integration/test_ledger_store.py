@@ -203,3 +203,18 @@ def test_users_table_is_consulted_for_grants() -> None:
         "real", 5, EntryKind.GRANT, actor_id="admin", idempotency_key="g", request="g"
     )
     assert entry.balance_after == 5
+
+
+@pytest.mark.usefixtures("aws")
+def test_credits_leave_the_prediction_count_on_the_account_item() -> None:
+    # Given a debit counted in the current minute
+    store = _store()
+    metered = Ledger(store, debits_per_minute=600, clock=lambda: 60.0 * 29_000_000 + 1)
+    _fund(metered, "u1", 10)
+    metered.debit("u1", 1, slot=IdempotencySlot.of("u1", "d1"), request="r1")
+    # When credits arrive (from another container, which does not count)
+    _fund(Ledger(store), "u1", 5, key="fund-2")
+    # Then the count stays as the debit left it
+    state = store.state("u1")
+    assert (state.balance, state.seq) == (14, 3)
+    assert (state.rate.window, state.rate.count) == (29_000_000, 1)

@@ -23,6 +23,7 @@ from creditml.models.crypto import ModelIntegrityError
 from creditml.models.registration import Outcome
 from creditml.models.service import upload_key
 from creditml.settings import get_settings
+from creditml.storage.model_parts import Uploads
 from tests.conftest import load_event
 from tests.integration.conftest import Api, register_and_login
 from tests.integration.publishing import (
@@ -135,9 +136,10 @@ def test_duplicate_event_yields_one_version_and_no_duplicate_parts(
     api: Api, publisher: dict[str, Any]
 ) -> None:
     settings = get_settings()
-    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    created = create_model(api, publisher["access"])[1]
+    model_id = created["model_id"]
     key = upload_key(model_id, 1)
-    boto3.client("s3").put_object(Bucket=settings.uploads_bucket, Key=key, Body=model_file())
+    Uploads(settings.uploads_bucket).put(key, model_file(), created["upload"]["fields"])
     first = deliver(api, key)
     second = deliver(api, key)
     assert first["registrations"][0]["outcome"] == "ready"
@@ -169,9 +171,10 @@ def test_hostile_upload_is_rejected_with_the_reason(
 def test_oversized_upload_is_rejected(api: Api, publisher: dict[str, Any]) -> None:
     # Given a registrar configured for files of at most 2 KB
     registrar = build_registrar(get_settings().model_copy(update={"max_model_bytes": 2048}))
-    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    created = create_model(api, publisher["access"])[1]
+    model_id = created["model_id"]
     key = upload_key(model_id, 1)
-    boto3.client("s3").put_object(Bucket=get_settings().uploads_bucket, Key=key, Body=model_file())
+    Uploads(get_settings().uploads_bucket).put(key, model_file(), created["upload"]["fields"])
     # When a bigger file arrives, it is rejected with the limit as the reason
     assert registrar.register(key).outcome is Outcome.REJECTED
     assert "larger than 2048 bytes" in _get(api, publisher["access"], model_id)[1]["reason"]

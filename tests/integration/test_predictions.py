@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -224,8 +224,12 @@ def test_unknown_unready_and_archived_models_cost_nothing(api: Api, setup: dict[
         "models_archive", access_token=setup["publisher"]["access"], model_id=setup["model_id"]
     )
     assert api.call("ModelsFunction", archive)[0] == 204
-    status, problem = _predict(api, token, setup["model_id"], body)
+    # Archived: gone to its owner, and no different from a model that never existed to
+    # anyone else (no existence oracle).
+    status, problem = _predict(api, setup["publisher"]["access"], setup["model_id"], body)
     assert (status, problem["code"]) == (410, "model_archived")
+    status, problem = _predict(api, token, setup["model_id"], body)
+    assert (status, problem["code"]) == (404, "model_not_found")
     assert _balance(api, token) == 100
 
 
@@ -406,3 +410,107 @@ def test_a_retry_after_the_schema_changed_gets_its_receipt(api: Api, setup: dict
     status, _ = _predict(api, token, model_id, body)
     assert status == 422
     assert _balance(api, token) == 96
+
+
+def _ledger_kinds(api: Api, token: str) -> list[str]:
+    event = load_event("billing_transactions", access_token=token)
+    status, page = api.call("BillingFunction", event)
+    assert status == 200
+    return [item["kind"] for item in page["items"]]
+
+
+@pytest.mark.parametrize("form", ["lists", "objects"])
+def test_ten_thousand_wide_rows_pass_the_request_limits(
+    api: Api, setup: dict[str, Any], form: str
+) -> None:
+    # Given a model of 12 named features and a user who can pay for 10,000 rows
+    names = [f"feature_{i:02d}" for i in range(12)]
+    wide = np.random.default_rng(3).normal(size=(80, 12))
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(wide, wide[:, 0] > 0)
+    model.steps[0][1].feature_names_in_ = np.array(names, dtype=object)
+    model_id = publish(api, setup["publisher"]["access"], model_file(model), price=1)
+    _grant(api, setup["user"]["id"], 10_000)
+    rows = np.round(np.random.default_rng(4).normal(size=(10_000, 12)), 6).tolist()
+    inputs = rows if form == "lists" else [dict(zip(names, row, strict=True)) for row in rows]
+    body = json.dumps({"inputs": inputs})
+    assert len(body) > 1_000_000  # about 1.2 MB as lists, 2.1 MB as objects
+    # When it is sent through the predict function's handler
+    status, receipt = _predict(api, setup["user"]["access"], model_id, body)
+    # Then it is served and charged in full
+    assert status == 200, receipt
+    assert (len(receipt["outputs"]), receipt["cost"], receipt["balance"]) == (10_000, 10_000, 100)
+
+
+def test_a_deeply_nested_body_is_refused_and_costs_nothing(api: Api, setup: dict[str, Any]) -> None:
+    token = setup["user"]["access"]
+    status, problem = _predict(api, token, setup["model_id"], "[" * 100_000)
+    assert (status, problem["code"]) == (422, "nesting_too_deep")
+    assert _balance(api, token) == 100
+    assert _history(api, token) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "text/json", "application/json; charset=latin-1", "multipart/form-data"],
+)
+def test_a_body_not_labelled_json_is_415_and_changes_nothing(
+    api: Api, setup: dict[str, Any], content_type: str | None
+) -> None:
+    token = setup["user"]["access"]
+    event = load_event(
+        "predictions_create",
+        access_token=token,
+        model_id=setup["model_id"],
+        idempotency_key=str(uuid.uuid4()),
+    )
+    event = with_body(event, {"inputs": ROWS[:1].tolist()})
+    del event["headers"]["content-type"]
+    if content_type is not None:
+        event["headers"]["content-type"] = content_type
+    status, problem = api.call(PREDICT, event)
+    assert (status, problem["code"]) == (415, "unsupported_media_type")
+    assert _balance(api, token) == 100
+    assert _history(api, token) == []
+    # The same request labelled JSON (any letter case, UTF-8 named or not) is served.
+    event["headers"]["content-type"] = "Application/JSON; charset=UTF-8"
+    assert api.call(PREDICT, event)[0] == 200
+
+
+def _overflowing_models() -> dict[str, Any]:
+    # Trained on features of unit scale: 1e308 stays finite after scaling, but the
+    # opposite-signed coefficients give inf - inf = NaN probabilities (once: null outputs).
+    mixed = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        ROWS, (ROWS[:, 0] - ROWS[:, 1] > 0).astype(int)
+    )
+    # Trained on features of scale 0.1: the scaler itself overflows to inf, and the
+    # classifier fails on it (once: a 500).
+    small = ROWS * 0.1
+    overflowing_scaler = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        small, (small[:, 0] + small[:, 1] > 0).astype(int)
+    )
+    # A regressor whose output leaves float range (once: null outputs, charged).
+    regressor = LinearRegression().fit(ROWS, ROWS @ np.array([1.0, 2.0, 3.0, 4.0]))
+    return {"nan": mixed, "scaler": overflowing_scaler, "regressor": regressor}
+
+
+@pytest.mark.parametrize("kind", ["nan", "scaler", "regressor"])
+def test_non_finite_results_are_422_and_cost_nothing(
+    api: Api, setup: dict[str, Any], kind: str
+) -> None:
+    # Given a model that leaves float range for huge (but finite) inputs
+    model_id = publish(
+        api, setup["publisher"]["access"], model_file(_overflowing_models()[kind]), price=1
+    )
+    token = setup["user"]["access"]
+    before = _ledger_kinds(api, token)
+    # When a user sends them
+    status, problem = _predict(api, token, model_id, {"inputs": [[1e308] * 4, [0.5] * 4]})
+    # Then nothing is delivered and nothing is charged
+    assert (status, problem["code"]) == (422, "non_finite_output"), problem
+    assert "outputs" not in problem
+    assert _balance(api, token) == 100
+    assert _history(api, token) == []
+    assert _ledger_kinds(api, token) == before == ["grant"]
+    # while ordinary rows are still served
+    status, receipt = _predict(api, token, model_id, {"inputs": [[0.5] * 4]})
+    assert (status, receipt["cost"]) == (200, 1)

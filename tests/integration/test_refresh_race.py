@@ -26,7 +26,7 @@ def _conflict(*args: object, **kwargs: object) -> None:
 
 @pytest.mark.usefixtures("aws")
 def test_a_conflicting_rotation_is_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
-    sessions = SessionRepository(get_settings().sessions_table)
+    sessions = SessionRepository(get_settings().sessions_table, revocation_retention_seconds=960)
     first = RefreshClaims("u1", "t1", "f1", 2_000_000_000)
     sessions.start(first, family_expires_at=2_000_000_000)
     monkeypatch.setattr(TransactWrite, "_commit", _conflict)

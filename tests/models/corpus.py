@@ -3,6 +3,7 @@ data that sklearn ships, so nothing is downloaded."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,19 @@ def column_pipeline() -> tuple[Pipeline, Any]:
     return model.fit(features, target), features[:20]
 
 
+def large_forest() -> tuple[RandomForestRegressor, np.ndarray]:
+    """A forest of about 50 MB (joblib, uncompressed): 5 deep trees fitted, then copied to 50
+    distinct trees so building it stays quick."""
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(12_000, 8))
+    target = features[:, 0] + rng.normal(size=12_000)
+    model = RandomForestRegressor(n_estimators=5, random_state=0).fit(features, target)
+    fitted = model.estimators_
+    model.estimators_ = [pickle.loads(pickle.dumps(fitted[i % 5])) for i in range(50)]  # noqa: S301
+    model.n_estimators = 50
+    return model, features[:20]
+
+
 def _fit(make: Callable[[], Any], data: Callable[[], tuple[Any, Any]]) -> Callable[[], Any]:
     def build() -> tuple[Any, Any]:
         features, target = data()
@@ -114,4 +128,5 @@ CORPUS: dict[str, Callable[[], tuple[Any, Any]]] = {
         lambda: MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0), _iris
     ),
     "gaussian_nb": _fit(GaussianNB, _iris),
+    "large_random_forest": large_forest,
 }

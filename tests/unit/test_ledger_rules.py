@@ -23,7 +23,14 @@ from creditml.billing.entries import (
     request_fingerprint,
 )
 from creditml.billing.ledger import Ledger, request_hash
-from creditml.errors import IdempotencyKeyReused, InsufficientCredits, LedgerBusy, UserNotFound
+from creditml.errors import (
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    LedgerBusy,
+    RateLimited,
+    UserNotFound,
+)
+from creditml.limits import MinuteCount
 
 
 def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
@@ -31,16 +38,27 @@ def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
 
 
 class ScriptedStore:
-    """Answers writes from a script; records what was expected each time."""
+    """Answers writes from a script; records what was expected (and the debit count set)
+    each time. `slots` answers slot reads, which it counts."""
 
     def __init__(self, *script: WriteOutcome | None) -> None:
         self.script = list(script)
         self.expected: list[AccountState] = []
+        self.rates: list[MinuteCount | None] = []
+        self.slots: dict[str, tuple[LedgerEntry, str]] = {}
+        self.slot_reads = 0
 
-    def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome:
+    def write(
+        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
+    ) -> WriteOutcome:
         self.expected.append(expected)
+        self.rates.append(rate)
         outcome = self.script.pop(0) if self.script else None
         return outcome or Written(_entry(pending, expected))
+
+    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None:
+        self.slot_reads += 1
+        return self.slots.get(entry_id)
 
 
 class Clock:
@@ -193,3 +211,110 @@ def test_debit_kind_cannot_be_credited() -> None:
         _ledger(ScriptedStore()).credit(
             "u1", 5, EntryKind.DEBIT, actor_id="u1", idempotency_key="k", request="h"
         )
+
+
+# ---- The prediction rate limit (DESIGN §12), counted on the account item -------------------
+
+MINUTE = 29_000_000  # minutes since the epoch: a fixed "now" for these tests
+NOW = MINUTE * 60 + 45.2  # 45.2 s into that minute
+
+
+def _metered(store: ScriptedStore, limit: int = 3, now: float = NOW) -> Ledger:
+    return Ledger(
+        store,
+        sleep=Clock().sleep,
+        jitter=lambda low, high: high,
+        debits_per_minute=limit,
+        clock=lambda: now,
+    )
+
+
+def _debit(ledger: Ledger, key: str, amount: int = 1) -> tuple[LedgerEntry, bool]:
+    return ledger.debit("u1", amount, slot=IdempotencySlot.of("u1", key), request=f"r-{key}")
+
+
+def test_each_debit_sets_the_minute_count_in_its_own_write() -> None:
+    store = ScriptedStore(StaleVersion(AccountState(100, 4, MinuteCount(MINUTE - 1, 3))))
+    ledger = _metered(store)
+    _debit(ledger, "a")
+    _debit(ledger, "b")
+    # A count of an earlier minute starts over; the write after the stale one is exact.
+    assert store.rates == [MinuteCount(MINUTE, 1), MinuteCount(MINUTE, 1), MinuteCount(MINUTE, 2)]
+    assert len(store.expected) == 3
+    assert store.slot_reads == 0
+
+
+def test_a_full_minute_refuses_before_writing_with_seconds_to_the_next_minute() -> None:
+    store = ScriptedStore()
+    ledger = _metered(store)
+    for key in "abc":
+        _debit(ledger, key)
+    with pytest.raises(RateLimited) as caught:
+        _debit(ledger, "d")
+    assert caught.value.retry_after == 15  # 45.2 s into the minute
+    assert caught.value.extra == {"retry_after": 15}
+    assert len(store.expected) == 3  # nothing written for the refused debit
+    assert store.slot_reads == 1  # was "d" a replay? (only on the refusal path)
+
+
+def test_the_next_minute_admits_again() -> None:
+    store = ScriptedStore()
+    now = [NOW]
+    ledger = Ledger(store, debits_per_minute=2, clock=lambda: now[0])
+    _debit(ledger, "a")
+    _debit(ledger, "b")
+    with pytest.raises(RateLimited):
+        _debit(ledger, "c")
+    now[0] = (MINUTE + 1) * 60
+    entry, _ = _debit(ledger, "c")
+    assert entry.balance_after == -3  # (the scripted store does not check balances)
+    assert store.rates[-1] == MinuteCount(MINUTE + 1, 1)
+
+
+def test_a_stale_state_that_is_full_is_rate_limited_without_a_slot_read() -> None:
+    full = AccountState(100, 9, MinuteCount(MINUTE, 3))
+    store = ScriptedStore(StaleVersion(full))
+    with pytest.raises(RateLimited):
+        _debit(_metered(store), "a")
+    assert len(store.expected) == 1
+    assert store.slot_reads == 0
+
+
+def test_rate_limit_wins_over_insufficient_credits() -> None:
+    # Given an account that is both empty and at its limit (told by the item's old values)
+    store = ScriptedStore(StaleVersion(AccountState(0, 9, MinuteCount(MINUTE, 3))))
+    with pytest.raises(RateLimited):
+        _debit(_metered(store), "a", amount=5)
+    # and one that is empty but under the limit
+    store = ScriptedStore(StaleVersion(AccountState(0, 9, MinuteCount(MINUTE, 2))))
+    with pytest.raises(InsufficientCredits):
+        _debit(_metered(store), "a", amount=5)
+
+
+def test_a_replay_is_never_rate_limited() -> None:
+    store = ScriptedStore()
+    ledger = _metered(store, limit=1)
+    first, _ = _debit(ledger, "a")
+    store.slots[first.id] = (first, "r-a")
+    again, replayed = _debit(ledger, "a")
+    assert (again, replayed) == (first, True)
+    with pytest.raises(IdempotencyKeyReused):  # the same key for another request: still 409
+        ledger.debit("u1", 1, slot=IdempotencySlot.of("u1", "a"), request="other")
+    assert len(store.expected) == 1
+
+
+def test_credits_are_not_counted_and_keep_the_count() -> None:
+    store = ScriptedStore()
+    ledger = _metered(store, limit=1)
+    _debit(ledger, "a")
+    ledger.credit("u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="t", request="h")
+    assert store.rates == [MinuteCount(MINUTE, 1), None]
+    with pytest.raises(RateLimited):  # the credit did not reset the debit count
+        _debit(ledger, "b")
+
+
+def test_unmetered_ledger_counts_nothing() -> None:
+    store = ScriptedStore()
+    for key in "abcdef":
+        _debit(_ledger(store), key)
+    assert set(store.rates) == {None}

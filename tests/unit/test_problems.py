@@ -7,9 +7,10 @@ import pytest
 from fastapi import APIRouter, Body
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from creditml.api.app import create_app
-from creditml.errors import EmailTaken, InsufficientCredits, LedgerBusy
+from creditml.errors import EmailTaken, InsufficientCredits, LedgerBusy, RateLimited
 
 router = APIRouter()
 
@@ -36,6 +37,16 @@ def poor() -> None:
 @router.get("/busy")
 def busy() -> None:
     raise LedgerBusy()
+
+
+@router.get("/throttled")
+def throttled() -> None:
+    raise RateLimited(retry_after=7)
+
+
+@router.get("/throttled-plainly")
+def throttled_plainly() -> None:
+    raise HTTPException(429)
 
 
 @router.get("/boom")
@@ -94,7 +105,9 @@ def test_body_not_sent_as_json_is_415(client: TestClient) -> None:
 
 def test_unknown_path_and_method_are_problems(client: TestClient) -> None:
     _assert_problem(client.get("/nowhere"), 404, "not_found")
-    _assert_problem(client.delete("/echo"), 405, "method_not_allowed")
+    response = client.delete("/echo")
+    _assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
 
 
 def test_unexpected_error_is_500_without_details(client: TestClient) -> None:
@@ -111,3 +124,12 @@ def test_service_unavailable_says_when_to_retry(client: TestClient) -> None:
     assert response.headers["retry-after"] == "1"
     # Only 503 carries it: a 402 must never look like a throttle.
     assert "retry-after" not in client.get("/poor").headers
+
+
+def test_every_429_says_when_to_retry(client: TestClient) -> None:
+    response = client.get("/throttled")
+    assert _assert_problem(response, 429, "rate_limited")["retry_after"] == 7
+    assert response.headers["retry-after"] == "7"
+    response = client.get("/throttled-plainly")
+    _assert_problem(response, 429, "rate_limited")
+    assert response.headers["retry-after"] == "1"

@@ -92,6 +92,7 @@ HOSTILE = [
     "joblib_compat_wrapper",
     "inside_fitted_pipeline",
     "inside_object_array",
+    "object_array_payload",
     "file_reading_vectorizer",
     "compressed",
 ]

@@ -19,7 +19,9 @@ def signer() -> TokenSigner:
 
 
 def _forge(claims: dict[str, object], key: bytes = KEY, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, key, algorithm=algorithm)
+    # Signs the JSON as given: jwt.encode would refuse or convert some of the odd claim
+    # types these tests need (a list as `iss`, for one).
+    return jwt.api_jws.PyJWS().encode(json.dumps(claims).encode(), key, algorithm=algorithm)
 
 
 def _valid_claims(**overrides: object) -> dict[str, object]:
@@ -27,6 +29,7 @@ def _valid_claims(**overrides: object) -> dict[str, object]:
     claims: dict[str, object] = {
         "sub": "u1",
         "role": "user",
+        "fam": "fam1",
         "typ": "access",
         "iss": "creditml",
         "iat": now,
@@ -125,7 +128,7 @@ def test_access_token_is_not_a_refresh_token(signer: TokenSigner) -> None:
 
 
 def test_refresh_token_without_family_is_refused(signer: TokenSigner) -> None:
-    forged = _forge(_valid_claims(typ="refresh", jti="abc"))
+    forged = _forge(_valid_claims(typ="refresh", jti="abc", fam=None))
     with pytest.raises(InvalidToken):
         signer.verify_refresh(forged)
 
@@ -139,3 +142,69 @@ def test_garbage_is_refused(signer: TokenSigner, garbage: str) -> None:
 def test_short_keys_are_rejected() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         TokenSigner(b"short", issuer="creditml", access_ttl=900, refresh_ttl=3600)
+
+
+def test_access_tokens_carry_their_session_family(signer: TokenSigner) -> None:
+    claims = signer.verify_access(signer.issue_access("u1", Role.USER, "fam1"))
+    assert claims.family_id == "fam1"
+
+
+def test_an_access_token_without_a_family_is_refused(signer: TokenSigner) -> None:
+    with pytest.raises(InvalidToken):
+        signer.verify_access(_forge(_valid_claims(fam=None)))
+
+
+def _refresh_claims(**overrides: object) -> dict[str, object]:
+    return _valid_claims(**{"typ": "refresh", "role": None, "jti": "jti1", **overrides})
+
+
+# Signed with the real key: only the claim types are wrong.
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": str(int(time.time()) + 60)},  # a numeric string (PyJWT would int() it)
+        {"iat": str(int(time.time()))},
+        {"exp": True},  # bool is an int subclass in Python
+        {"iat": False},
+        {"exp": int(time.time()) + 60.5},  # floats: we only issue integers
+        {"iat": float(int(time.time()))},
+        {"exp": None, "iat": None},
+        {"sub": 42},
+        {"sub": ""},
+        {"iss": ["creditml"]},
+        {"role": ["user"]},
+        {"fam": 7},
+        {"fam": ""},
+        {"jti": 5},  # not needed on an access token, but never of another type
+    ],
+)
+def test_access_claims_are_typed_strictly(
+    signer: TokenSigner, overrides: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidToken):
+        signer.verify_access(_forge(_valid_claims(**overrides)))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": str(int(time.time()) + 60)},
+        {"iat": True},
+        {"exp": int(time.time()) + 0.5},
+        {"jti": 1},
+        {"jti": ""},
+        {"fam": ["f"]},
+        {"sub": None},
+    ],
+)
+def test_refresh_claims_are_typed_strictly(
+    signer: TokenSigner, overrides: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidToken):
+        signer.verify_refresh(_forge(_refresh_claims(**overrides)))
+
+
+def test_well_typed_crafted_claims_pass(signer: TokenSigner) -> None:
+    # The control for the two tests above: the same crafting, right types, is accepted.
+    assert signer.verify_access(_forge(_valid_claims())).family_id == "fam1"
+    assert signer.verify_refresh(_forge(_refresh_claims())).token_id == "jti1"

@@ -140,6 +140,28 @@ class PayloadTooLarge(DomainError):
         super().__init__(f"The request body may be at most {maximum} bytes.", maximum=maximum)
 
 
+class NestingTooDeep(DomainError):
+    """JSON nested deeper than any request of this API needs (refused before parsing)."""
+
+    status = 422
+    code = "nesting_too_deep"
+    title = "The request body is nested too deeply"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(
+            f"JSON arrays and objects may nest at most {maximum} levels deep.", maximum=maximum
+        )
+
+
+class NonFiniteOutput(DomainError):
+    """The inputs drove the model out of float range (an overflow, inf or NaN on the way,
+    or in the outputs or probabilities): nothing is delivered, so nothing is charged."""
+
+    status = 422
+    code = "non_finite_output"
+    title = "The model gives no finite result for these inputs; you were not charged"
+
+
 class ModelUnavailable(DomainError):
     status = 500
     code = "model_unavailable"
@@ -174,6 +196,21 @@ class InvalidCursor(DomainError):
     status = 422
     code = "invalid_cursor"
     title = "The cursor is not valid; start again without one"
+
+
+class RateLimited(DomainError):
+    """Too many requests (DESIGN §12); never a 402. The problem body and the Retry-After
+    header carry `retry_after`, whole seconds until a retry can succeed."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many requests; retry in {retry_after} seconds.", retry_after=retry_after
+        )
+        self.retry_after = retry_after
 
 
 class LedgerBusy(DomainError):

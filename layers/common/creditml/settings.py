@@ -25,6 +25,7 @@ class Settings(BaseModel):
     users_table: str = Field("creditml-users", alias="USERS_TABLE")
     sessions_table: str = Field("creditml-sessions", alias="SESSIONS_TABLE")
     ledger_table: str = Field("creditml-ledger", alias="LEDGER_TABLE")
+    limits_table: str = Field("creditml-limits", alias="LIMITS_TABLE")
     jwt_secret_id: str = Field("creditml/jwt-signing-key", alias="JWT_SECRET_ARN")
     # How long a fetched signing secret is trusted before it is read again (rotation window).
     jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)
@@ -38,7 +39,19 @@ class Settings(BaseModel):
     # bytes of key, nonce and digest.
     small_size_kb: int = Field(3, alias="SMALL_SIZE_KB", ge=1, le=350)
     max_model_bytes: int = Field(200 * 1024 * 1024, alias="MAX_MODEL_BYTES", gt=0)
+    # Registration refuses a model that takes more memory than this once loaded (a small
+    # compressed file can hold a huge array), and checks it in a child process limited to
+    # these CPU and wall-clock seconds (creditml.models.vetting).
+    model_max_memory_mb: int = Field(512, alias="MODEL_MAX_MEMORY_MB", ge=1)
+    model_trial_cpu_seconds: int = Field(60, alias="MODEL_TRIAL_CPU_SECONDS", ge=1)
+    model_trial_wall_seconds: int = Field(120, alias="MODEL_TRIAL_WALL_SECONDS", ge=1)
     upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=43200)
+    # How long after its presigned POST expires a version still waits for its upload (a
+    # large file started just in time, and its registration's retries, take minutes), and
+    # how many attempts registration gets (S3 invokes register_model asynchronously: one
+    # attempt and two retries); the last one rejects what keeps failing.
+    upload_grace_seconds: int = Field(900, alias="UPLOAD_GRACE_SECONDS", ge=0)
+    registration_max_attempts: int = Field(3, alias="REGISTRATION_MAX_ATTEMPTS", ge=1)
     model_cache_bytes: int = Field(512 * 1024 * 1024, alias="MODEL_CACHE_BYTES", ge=0)
     prediction_outputs_bucket: str = Field(
         "creditml-prediction-outputs", alias="PREDICTION_OUTPUTS_BUCKET"
@@ -52,6 +65,9 @@ class Settings(BaseModel):
     max_top_up_credits: int = Field(1_000_000, alias="MAX_TOP_UP_CREDITS", gt=0)
     access_token_ttl_seconds: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", gt=0, le=3600)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", gt=0)
+    # Predictions per account, and other authenticated requests per user or API key, per
+    # minute (DESIGN §12); above it, 429 rate_limited.
+    rate_limit_per_minute: int = Field(600, alias="RATE_LIMIT_PER_MINUTE", ge=1)
 
 
 @cache

@@ -6,40 +6,57 @@ Services come from the composition roots (creditml.composition); a test replaces
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated
 
 from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from creditml.api.limits import request_limited
+from creditml.auth.revocations import RevocationList
 from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.service import AuthService
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.service import BillingService
 from creditml.composition.auth import auth_service
 from creditml.composition.billing import billing_service
-from creditml.composition.core import token_signer
+from creditml.composition.core import revocation_list, token_signer, user_directory
 from creditml.composition.models import model_service
 from creditml.errors import (
     Forbidden,
     IdempotencyKeyRequired,
     InvalidIdempotencyKey,
+    InvalidToken,
     NotAuthenticated,
+    UserNotFound,
 )
 from creditml.models.service import ModelService
+from creditml.storage.users import UserRepository
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
+
+
+async def get_revocations() -> RevocationList:
+    return revocation_list()
 
 
 # Dependencies are `async def` although they await nothing: FastAPI runs plain `def`
 # dependencies in a thread pool, a thread hop per dependency per request.
 async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    revocations: Annotated[RevocationList, Depends(get_revocations)],
 ) -> AccessClaims:
-    """The caller, from a valid access token; 401 otherwise."""
+    """The caller, from a valid access token of a session not revoked; 401 otherwise.
+
+    The revocation check is a set lookup; at most once per interval it runs one Query
+    (blocking, briefly: a Lambda container serves one request at a time)."""
     if credentials is None:
         raise NotAuthenticated()
-    return token_signer().verify_access(credentials.credentials)
+    claims = token_signer().verify_access(credentials.credentials)
+    if revocations.is_revoked(claims.family_id):
+        raise InvalidToken()
+    return claims
 
 
 async def get_auth_service() -> AuthService:
@@ -54,16 +71,41 @@ async def get_model_service() -> ModelService:
     return model_service()
 
 
-Principal = Annotated[AccessClaims, Depends(current_principal)]
+async def get_user_directory() -> UserRepository:
+    return user_directory()
+
+
+# Every authenticated route counts its request against RATE_LIMIT_PER_MINUTE (one
+# UpdateItem), except predictions, whose debit counts them at no extra call.
+Principal = Annotated[AccessClaims, Depends(request_limited(current_principal))]
+UnmeteredPrincipal = Annotated[AccessClaims, Depends(current_principal)]
+UserDirectoryDep = Annotated[UserRepository, Depends(get_user_directory)]
+
+
+# A plain `def`: it does I/O (one GetItem), so FastAPI runs it in the thread pool instead of
+# blocking the event loop.
+def verified_principal(principal: Principal, users: UserDirectoryDep) -> AccessClaims:
+    """The caller with the role stored on their user item now, not the token's (one
+    consistent GetItem): a demoted publisher loses publisher rights at once. 401 when the
+    user no longer exists."""
+    try:
+        role = users.stored_role(principal.user_id)
+    except UserNotFound as exc:
+        raise InvalidToken() from exc
+    return dataclasses.replace(principal, role=role)
+
+
+VerifiedPrincipal = Annotated[AccessClaims, Depends(verified_principal)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 BillingServiceDep = Annotated[BillingService, Depends(get_billing_service)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 
 
 def require_role(required: Role) -> object:
-    """A dependency that admits callers whose role satisfies `required`; 403 otherwise."""
+    """A dependency that admits callers whose stored role satisfies `required`; 403
+    otherwise."""
 
-    async def check(principal: Principal) -> AccessClaims:
+    async def check(principal: VerifiedPrincipal) -> AccessClaims:
         if not role_satisfies(principal.role, required):
             raise Forbidden()
         return principal
@@ -71,6 +113,7 @@ def require_role(required: Role) -> object:
     return Depends(check)
 
 
+# Checked against the stored role (VerifiedPrincipal), never the token's alone.
 AdminPrincipal = Annotated[AccessClaims, require_role(Role.ADMIN)]
 
 

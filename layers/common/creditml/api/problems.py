@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditml import observability
-from creditml.errors import DomainError
+from creditml.errors import DomainError, ServiceUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://errors.creditml.dev/"
@@ -31,6 +31,7 @@ _HTTP_CODES = {
     405: ("method_not_allowed", "Method not allowed"),
     413: ("payload_too_large", "Request body too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("rate_limited", "Too many requests"),
     500: ("internal_error", "Internal server error"),
 }
 
@@ -40,6 +41,8 @@ _HTTP_CODES = {
 RETRY_AFTER_SECONDS = 1
 _HEADERS = {
     401: {"WWW-Authenticate": "Bearer"},
+    # Every 429 says when to retry too (RateLimited gives its own `retry_after`).
+    429: {"Retry-After": str(RETRY_AFTER_SECONDS)},
     503: {"Retry-After": str(RETRY_AFTER_SECONDS)},
 }
 
@@ -74,6 +77,8 @@ def problem_response(
         **extra,
     }
     headers = _HEADERS.get(status)
+    if "retry_after" in extra:  # a 429 says exactly when a retry can succeed
+        headers = {**(headers or {}), "Retry-After": str(extra["retry_after"])}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -131,7 +136,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Request failed"))
-    return problem_response(exc.status_code, code, title)
+    response = problem_response(exc.status_code, code, title)
+    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+        response.headers[name] = value
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -169,11 +177,21 @@ class _UnexpectedErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             observability.logger().exception("Unhandled error", extra=_request_facts(scope))
             if started:  # too late for a clean answer; let the runtime report it
                 raise
-            await problem_response(500, *_HTTP_CODES[500])(scope, receive, send)
+            await _unexpected(exc)(scope, receive, send)
+
+
+def _unexpected(error: Exception) -> JSONResponse:
+    """500 internal_error, or 503 service_unavailable (with Retry-After) when an AWS call
+    failed for a reason that passes: throttling, an error on AWS's side, a lost reply."""
+    from creditml.storage.clients import transient_failure  # AWS libraries: error path only
+
+    if transient_failure(error):
+        return problem_response(503, ServiceUnavailable.code, ServiceUnavailable.title)
+    return problem_response(500, *_HTTP_CODES[500])
 
 
 def _request_facts(scope: Scope) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from creditml.auth.emails import has_invisible_characters
 from creditml.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from creditml.auth.roles import Role
 
@@ -18,6 +19,15 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 def _valid_email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("must be an email address like name@example.com")
+    if has_invisible_characters(value):
+        raise ValueError("must not contain invisible or control characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    # Length alone would admit ten spaces; a password needs something to guess.
+    if not value.strip():
+        raise ValueError("must not be only whitespace")
     return value
 
 
@@ -26,7 +36,11 @@ Email = Annotated[
     StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
     AfterValidator(_valid_email),
 ]
-Password = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
+Password = Annotated[
+    str,
+    Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH),
+    AfterValidator(_not_blank),
+]
 
 
 class _Body(BaseModel):

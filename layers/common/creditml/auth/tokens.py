@@ -2,7 +2,12 @@
 
 Two token types share one key but can never stand in for each other: `typ` is checked on
 every decode. Refresh tokens also carry `jti` (one-time id) and `fam` (session family) so the
-auth service can rotate them and detect reuse.
+auth service can rotate them and detect reuse; access tokens carry `fam` too, so revoking a
+family (logout, reuse, role change) reaches its access tokens (creditml.auth.revocations).
+
+Claims are typed strictly, after the signature check: `exp` and `iat` are JSON integers (not
+booleans, numeric strings or floats: we only ever issue integers, and PyJWT alone would
+accept `"exp": "9999999999"`), the others non-empty strings. Anything else is invalid_token.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
 TokenType = Literal["access", "refresh"]
 _REQUIRED = ["exp", "iat", "sub", "typ", "iss"]
+_INTEGER_CLAIMS = ("exp", "iat")
+_STRING_CLAIMS: dict[TokenType, tuple[str, ...]] = {
+    "access": ("sub", "typ", "iss", "role", "fam"),
+    "refresh": ("sub", "typ", "iss", "jti", "fam"),
+}
+# Claims that must be strings wherever they appear, even on a token type that does not need them.
+_ANY_STRING_CLAIMS = ("sub", "typ", "iss", "role", "fam", "jti")
 VERIFIED_CACHE_SIZE = 1024
 
 
@@ -29,6 +41,8 @@ class AccessClaims:
     user_id: str
     role: Role
     expires_at: int
+    # The session family the token was issued in ("" only for claims built in code).
+    family_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,12 +65,16 @@ class TokenSigner:
         self.refresh_ttl = refresh_ttl
         self._verified: dict[str, AccessClaims] = {}
 
-    def issue_access(self, user_id: str, role: Role, now: int | None = None) -> str:
-        """A short-lived access token for `user_id` acting as `role`."""
+    def issue_access(
+        self, user_id: str, role: Role, family_id: str | None = None, now: int | None = None
+    ) -> str:
+        """A short-lived access token for `user_id` acting as `role`, in session family
+        `family_id` (a family of its own when none is given: tools and benchmarks)."""
         iat = int(time.time()) if now is None else now
         claims = {
             "sub": user_id,
             "role": str(role),
+            "fam": family_id or secrets.token_urlsafe(16),
             "typ": "access",
             "iss": self._issuer,
             "iat": iat,
@@ -96,7 +114,7 @@ class TokenSigner:
             role = Role(claims["role"])
         except (KeyError, ValueError) as exc:
             raise InvalidToken() from exc
-        verified = AccessClaims(str(claims["sub"]), role, int(claims["exp"]))
+        verified = AccessClaims(claims["sub"], role, claims["exp"], claims["fam"])
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = verified
@@ -105,10 +123,7 @@ class TokenSigner:
     def verify_refresh(self, token: str) -> RefreshClaims:
         """Claims of a valid refresh token; InvalidToken for anything else."""
         claims = self._decode(token, "refresh")
-        jti, fam = claims.get("jti"), claims.get("fam")
-        if not isinstance(jti, str) or not isinstance(fam, str):
-            raise InvalidToken()
-        return RefreshClaims(str(claims["sub"]), jti, fam, int(claims["exp"]))
+        return RefreshClaims(claims["sub"], claims["jti"], claims["fam"], claims["exp"])
 
     def _decode(self, token: str, expected: TokenType) -> dict[str, Any]:
         try:
@@ -121,6 +136,20 @@ class TokenSigner:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken() from exc
-        if claims.get("typ") != expected or not isinstance(claims.get("sub"), str):
+        if claims.get("typ") != expected or not _strictly_typed(claims, expected):
             raise InvalidToken()
         return claims
+
+
+def _strictly_typed(claims: dict[str, Any], expected: TokenType) -> bool:
+    """True when the time claims are plain integers and the named claims non-empty strings
+    (the signature is already verified: this guards against our own key signing odd types,
+    e.g. a token minted by another tool, and against PyJWT's lenient int() coercion)."""
+    # `type(...) is int` on purpose: bool is a subclass of int, and True must not be a time.
+    if any(type(claims.get(name)) is not int for name in _INTEGER_CLAIMS):
+        return False
+    if any(not isinstance(claims.get(name), str) for name in _STRING_CLAIMS[expected]):
+        return False
+    if any(claims.get(name) == "" for name in _STRING_CLAIMS[expected]):
+        return False
+    return all(isinstance(claims[name], str) for name in _ANY_STRING_CLAIMS if name in claims)

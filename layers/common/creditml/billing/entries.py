@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from creditml.limits import NO_COUNT, MinuteCount
+
 
 class EntryKind(StrEnum):
     TOP_UP = "top_up"  # bought by the user (payment step)
@@ -40,8 +42,12 @@ class LedgerEntry(BaseModel):
 
 @dataclass(frozen=True)
 class AccountState:
+    """An account item: its balance, its version (`seq`, the entry count) and the
+    predictions it was debited for in the latest minute (the rate limit's counter)."""
+
     balance: int
     seq: int
+    rate: MinuteCount = NO_COUNT
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ what to write and what an outcome means:
   last known state per account is remembered in this container, so a warm debit is one
   call; a stale guess comes back with the true state (ALL_OLD) and is retried at once.
 - Debits never take a balance below zero: InsufficientCredits carries balance and required.
+- Debits are rate limited (DESIGN §12) at no extra call: the account item counts the debits
+  of the current minute, and the debit's own update sets the new count. The count at the
+  expected version is known exactly, so the limit is checked here, before writing: a debit
+  over the limit is RateLimited (429, never 402; the rate is checked before the balance),
+  and writes nothing. A replay of a key already charged is never limited (it writes
+  nothing): a refusal based on this container's remembered state first reads the key's
+  slot (one read, on the refusal path only); a refusal based on the state a failed write
+  returned needs none (that write would have reported a taken slot).
 - TransactionConflict (another transaction on the same item) is retried a bounded number of
   times with full-jitter exponential backoff.
 """
@@ -45,8 +53,10 @@ from creditml.errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     LedgerBusy,
+    RateLimited,
     UserNotFound,
 )
+from creditml.limits import NO_COUNT, MinuteCount
 
 # How many times one operation may find the account moved on, or be cancelled for a
 # concurrent transaction, before giving up with 503 ledger_busy.
@@ -63,7 +73,11 @@ class PreconditionNotMet(Exception):
 
 
 class LedgerStore(Protocol):
-    def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome: ...
+    def write(
+        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
+    ) -> WriteOutcome: ...
+
+    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None: ...
 
 
 def request_hash(operation: str, body: dict[str, Any]) -> str:
@@ -72,17 +86,24 @@ def request_hash(operation: str, body: dict[str, Any]) -> str:
 
 
 class Ledger:
-    """Credits and debits accounts through a LedgerStore."""
+    """Credits and debits accounts through a LedgerStore. `debits_per_minute` limits each
+    account's debits per clock minute (None: unlimited); `clock` gives seconds since the
+    epoch."""
 
     def __init__(
         self,
         store: LedgerStore,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
+        *,
+        debits_per_minute: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._sleep = sleep
         self._jitter = jitter
+        self._debits_per_minute = debits_per_minute
+        self._clock = clock
         self._known: OrderedDict[str, AccountState] = OrderedDict()
 
     def credit(
@@ -114,7 +135,8 @@ class Ledger:
     ) -> tuple[LedgerEntry, bool]:
         """Take `amount` credits from the account holder's own balance (the slot's actor),
         never below zero, in one transaction with `precondition` when given
-        (PreconditionNotMet if it fails). Returns the entry and whether it is a replay."""
+        (PreconditionNotMet if it fails), counted against the per-minute limit
+        (RateLimited above it). Returns the entry and whether it is a replay."""
         if slot.actor_id != account_id:
             raise ValueError("a debit's Idempotency-Key belongs to the account holder")
         return self._apply(
@@ -143,15 +165,21 @@ class Ledger:
             precondition=precondition,
         )
         expected = self._known.get(account_id, AccountState(balance=0, seq=0))
+        metered = amount < 0 and self._debits_per_minute is not None
+        now = self._clock()
+        authoritative = False  # whether `expected` came from DynamoDB during this call
         conflicts = 0
         for _ in range(MAX_ATTEMPTS):
-            outcome = self._store.write(pending, expected)
+            rate = self._counted(pending, expected, now, authoritative) if metered else None
+            if isinstance(rate, tuple):  # a replay of a key already charged
+                return rate
+            if authoritative and expected.balance + amount < 0:
+                raise InsufficientCredits(balance=expected.balance, required=-amount)
+            outcome = self._store.write(pending, expected, rate)
             if isinstance(outcome, StaleVersion):
                 # The true state, read by the failed write itself: authoritative just now.
-                expected = outcome.actual
+                expected, authoritative = outcome.actual, True
                 self._known[account_id] = expected
-                if expected.balance + amount < 0:
-                    raise InsufficientCredits(balance=expected.balance, required=-amount)
             elif isinstance(outcome, Contended):
                 conflicts += 1
                 if conflicts > MAX_CONFLICT_RETRIES:
@@ -159,19 +187,40 @@ class Ledger:
                 cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts)
                 self._sleep(self._jitter(0, cap))
             else:
-                return self._settled(account_id, outcome, request)
+                return self._settled(account_id, outcome, request, rate or expected.rate)
         raise LedgerBusy()
+
+    def _counted(
+        self, pending: PendingEntry, expected: AccountState, now: float, authoritative: bool
+    ) -> MinuteCount | tuple[LedgerEntry, bool]:
+        """The account's debit count with this debit, or RateLimited when the minute is full,
+        unless the key already charged: then its replay (entry, True)."""
+        assert self._debits_per_minute is not None
+        try:
+            return expected.rate.counting(now, self._debits_per_minute)
+        except RateLimited:
+            # A remembered state says nothing of this key's slot; a state returned by a
+            # failed write does (a taken slot would have been reported instead).
+            if not authoritative:
+                taken = self._store.slot(pending.slot.actor_id, pending.slot.entry_id)
+                if taken is not None:
+                    entry, stored = taken
+                    return self._settled(
+                        pending.account_id, SlotTaken(entry, stored), pending.request_hash
+                    )
+            raise
 
     def _settled(
         self,
         account_id: str,
         outcome: Written | SlotTaken | UserMissing | PreconditionFailed,
         request: str,
+        rate: MinuteCount = NO_COUNT,
     ) -> tuple[LedgerEntry, bool]:
         """The answer to an outcome that ends the operation: the entry and whether it is a
-        replay, or the error it means."""
+        replay, or the error it means. `rate` is the account's count after a write."""
         if isinstance(outcome, Written):
-            self._remember(account_id, outcome.entry)
+            self._remember(account_id, outcome.entry, rate)
             return outcome.entry, False
         if isinstance(outcome, SlotTaken):
             if outcome.request_hash != request:
@@ -181,8 +230,8 @@ class Ledger:
             raise UserNotFound()
         raise PreconditionNotMet()
 
-    def _remember(self, account_id: str, entry: LedgerEntry) -> None:
-        self._known[account_id] = AccountState(entry.balance_after, entry.sequence)
+    def _remember(self, account_id: str, entry: LedgerEntry, rate: MinuteCount) -> None:
+        self._known[account_id] = AccountState(entry.balance_after, entry.sequence, rate)
         self._known.move_to_end(account_id)
         while len(self._known) > KNOWN_STATES:
             self._known.popitem(last=False)

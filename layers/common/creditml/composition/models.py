@@ -1,8 +1,11 @@
-"""The models function's services (no ML layer needed)."""
+"""The models function's services and the upload expiry sweep's (no ML layer needed)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from creditml.composition import component
+from creditml.models.registration import expire_overdue_uploads
 from creditml.models.service import ModelService
 from creditml.settings import get_settings
 from creditml.storage.model_parts import Uploads
@@ -27,4 +30,10 @@ def model_service() -> ModelService:
         uploads=uploads(),
         max_bytes=settings.max_model_bytes,
         url_ttl=settings.upload_url_ttl_seconds,
+        upload_grace_seconds=settings.upload_grace_seconds,
     )
+
+
+def expire_uploads() -> int:
+    """One run of the upload expiry sweep (the schedule's, and `creditml invoke`'s)."""
+    return expire_overdue_uploads(model_repository(), uploads(), datetime.now(UTC))

@@ -17,7 +17,12 @@ from creditml.storage.prediction_outputs import PredictionOutputs
 
 def build_model_loader(settings: Settings) -> ModelLoader:
     """A loader with an empty cache, as in a new container."""
-    return ModelLoader(model_parts(), data_keys(), ModelCache(settings.model_cache_bytes))
+    return ModelLoader(
+        model_parts(),
+        data_keys(),
+        ModelCache(settings.model_cache_bytes),
+        max_memory_bytes=settings.model_max_memory_mb * 1024 * 1024,
+    )
 
 
 @component

@@ -204,7 +204,7 @@ class StackValues:
                 f"{_code(created)} (uploading takes a publisher or an admin: --as admin)"
             )
         key = str(created["upload"]["fields"]["key"])
-        uploads().put(key, _small_model_file())
+        uploads().put(key, _small_model_file(), created["upload"]["fields"])
         return key
 
     # What the resolvers share.

@@ -211,7 +211,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             },
         )
 
+    # Every method goes to the template's routes (an unclaimed one to the `ANY /{proxy+}`
+    # catch-all, which answers 405 with Allow), as API Gateway does; without a do_TRACE the
+    # stdlib would answer 501 itself.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+    do_TRACE = _handle
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the stdlib's per-request stderr line (logged above at debug instead)."""

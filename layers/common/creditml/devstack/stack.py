@@ -7,6 +7,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,19 @@ def aws_environment(endpoint: str) -> dict[str, str]:
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
+
+
+def operator_settings(template: Template, environ: Mapping[str, str]) -> dict[str, str]:
+    """The function variables bound to a template parameter (`!Ref RateLimitPerMinute`, ...)
+    that the operator set in their own environment: the local stack keeps those values, as
+    a deploy's parameter overrides would (`RATE_LIMIT_PER_MINUTE=5 creditml dev`)."""
+    names = {
+        name
+        for spec in template.functions.values()
+        for name, value in spec.environment.items()
+        if isinstance(value, dict) and value.get("Ref") in template.parameters
+    }
+    return {name: environ[name] for name in sorted(names) if name in environ}
 
 
 def apply_environment(environment: dict[str, str]) -> None:
@@ -141,7 +155,9 @@ def seed_demo_model(admin: DemoAccount, timeout: float = 60) -> str:
         "Iris species from sepal and petal sizes (scaled logistic regression)",
         1,
     )
-    Uploads(get_settings().uploads_bucket).put(upload_key(ticket.model.id, 1), buffer.getvalue())
+    Uploads(get_settings().uploads_bucket).put(
+        upload_key(ticket.model.id, 1), buffer.getvalue(), ticket.fields
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if model_service().show(caller, ticket.model.id).serving_version == 1:
@@ -169,6 +185,7 @@ class LocalStack:
         admin_password: str | None = None,
         seed_model: bool = True,
     ) -> None:
+        overrides = operator_settings(self.template, os.environ)
         # The embedded AWS only ever listens on loopback, whatever host the API binds.
         self.aws = EmbeddedAws().start()
         environment = aws_environment(self.aws.endpoint)
@@ -176,6 +193,7 @@ class LocalStack:
         size_pools(AWS_CALLER_THREADS)
         provisioned = provision(self.template, STACK_NAME)
         environment |= function_environment(self.template, provisioned, STACK_NAME)
+        environment |= overrides
         apply_environment(environment)
         self.environment = environment
         self.accounts = [

@@ -60,7 +60,7 @@ class VersionPublic(BaseModel):
         )
 
 
-ModelStatus = Literal["pending", "ready", "rejected", "archived"]
+ModelStatus = Literal["pending", "ready", "rejected", "expired", "archived"]
 
 
 class ModelPublic(BaseModel):
@@ -70,9 +70,10 @@ class ModelPublic(BaseModel):
     owner_id: str
     price: int
     status: ModelStatus = Field(
-        description="archived, else ready when a version serves, else the latest version's status"
+        description="archived, else ready when a version serves, else the latest version's "
+        "status (expired: its upload never arrived in time)"
     )
-    reason: str | None = Field(None, description="Why the latest version was rejected")
+    reason: str | None = Field(None, description="Why the latest version was rejected or expired")
     version: int | None = Field(None, description="The version that serves predictions")
     latest_version: int
     created_at: datetime
@@ -93,7 +94,8 @@ class ModelPublic(BaseModel):
             status = "ready"
         else:
             status = str(latest.status) if latest else "pending"  # type: ignore[assignment]
-        reason = latest.reason if latest and latest.status is VersionStatus.REJECTED else None
+        decided = (VersionStatus.REJECTED, VersionStatus.EXPIRED)
+        reason = latest.reason if latest and latest.status in decided else None
         return cls(
             id=model.id,
             name=model.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -14,6 +15,30 @@ class VersionStatus(StrEnum):
     PENDING = "pending"
     READY = "ready"
     REJECTED = "rejected"
+    # The upload never arrived while its presigned POST (plus a grace period) was valid.
+    EXPIRED = "expired"
+
+
+EXPIRED_REASON = "No file arrived before the upload URL expired; open a new version to upload."
+
+
+@dataclass(frozen=True)
+class VersionUpload:
+    """What registration needs to know of a version before it accepts an upload for it."""
+
+    status: VersionStatus
+    token_hash: str | None
+    deadline: datetime | None
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """An object of the uploads bucket: its bytes, the upload token it carries (None when it
+    carries none) and when it was stored."""
+
+    data: bytes
+    token: str | None
+    uploaded_at: datetime
 
 
 class ModelVersion(BaseModel):
@@ -24,6 +49,22 @@ class ModelVersion(BaseModel):
     registered_at: datetime | None = None
     size_bytes: int | None = None
     model_schema: ModelSchema | None = None
+    # While pending: the latest time its upload may complete (the presigned POST's
+    # lifetime plus a grace period); after it the version is expired.
+    upload_deadline: datetime | None = None
+
+    def as_of(self, now: datetime) -> ModelVersion:
+        """The version as it stands at `now`: a pending version past its upload deadline is
+        expired even before the sweep has recorded it."""
+        if (
+            self.status is VersionStatus.PENDING
+            and self.upload_deadline is not None
+            and now > self.upload_deadline
+        ):
+            return self.model_copy(
+                update={"status": VersionStatus.EXPIRED, "reason": EXPIRED_REASON}
+            )
+        return self
 
 
 class Model(BaseModel):
@@ -39,6 +80,10 @@ class Model(BaseModel):
     serving_version: int | None
     serving_schema: ModelSchema | None = None
     versions: list[ModelVersion] = []
+
+    def as_of(self, now: datetime) -> Model:
+        """The model with each version as it stands at `now` (see ModelVersion.as_of)."""
+        return self.model_copy(update={"versions": [v.as_of(now) for v in self.versions]})
 
     @property
     def serving(self) -> ModelVersion | None:

@@ -3,23 +3,38 @@ and mark the version ready, or rejected with a reason. Safe to run twice for one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
 from creditml.models.crypto import DataKeys, SealedModel, seal
 from creditml.models.errors import ModelRejected
-from creditml.models.records import VersionStatus
-from creditml.models.safe_loading import inspect_model, load_model
+from creditml.models.records import UploadedFile, VersionStatus, VersionUpload
 from creditml.models.schema import ModelSchema
-from creditml.models.service import parse_upload_key
+from creditml.models.service import parse_upload_key, upload_key, upload_token_matches
 from creditml.observability import logger
+
+# What a version is told when registration kept failing for reasons of ours: nothing about
+# the cause (that is in the logs).
+FAILED_REASON = "the file could not be registered; upload it again as a new version"
 
 
 class VersionStore(Protocol):
-    def version_status(self, model_id: str, version: int) -> VersionStatus | None: ...
+    def upload_state(self, model_id: str, version: int) -> VersionUpload | None: ...
+
+    def count_attempt(self, model_id: str, version: int) -> int | None: ...
 
     def reject(self, model_id: str, version: int, reason: str) -> bool: ...
+
+    def expire(self, model_id: str, version: int, now: datetime) -> bool: ...
+
+
+class OverdueVersions(Protocol):
+    def overdue_uploads(self, now: datetime, limit: int) -> list[tuple[str, int]]: ...
+
+    def expire(self, model_id: str, version: int, now: datetime) -> bool: ...
 
 
 class PartStore(Protocol):
@@ -39,7 +54,7 @@ class PartStore(Protocol):
 
 
 class UploadStore(Protocol):
-    def read(self, key: str, max_bytes: int) -> bytes | None: ...
+    def read(self, key: str, max_bytes: int) -> UploadedFile | None: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -47,8 +62,9 @@ class UploadStore(Protocol):
 class Outcome(StrEnum):
     READY = "ready"
     REJECTED = "rejected"
+    EXPIRED = "expired"  # the upload came after its version's deadline: refused
     ALREADY_DONE = "already_done"  # a duplicate delivery of an event already handled
-    IGNORED = "ignored"  # not an upload we issued
+    IGNORED = "ignored"  # not an upload we issued (unknown key, or not its version's token)
 
 
 @dataclass(frozen=True)
@@ -58,22 +74,40 @@ class Registration:
     reason: str | None = None
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Registrar:
+    """Turns each upload into a ready or rejected version, never leaving it pending.
+
+    `vet` reads a model file without running it and returns its schema, or raises
+    ModelRejected with the reason. Any other error is re-raised so that the event source
+    retries; every attempt is counted on the version, and the last of `max_attempts` (S3
+    invokes asynchronously: 1 + 2 retries) rejects it with a reason that names no internals.
+    """
+
     def __init__(
         self,
         models: VersionStore,
         parts: PartStore,
         uploads: UploadStore,
         keys: DataKeys,
+        vet: Callable[[bytes], ModelSchema],
         small_size_kb: int,
         max_bytes: int,
+        max_attempts: int = 3,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._models = models
         self._parts = parts
         self._uploads = uploads
         self._keys = keys
+        self._vet = vet
         self._small_size_kb = small_size_kb
         self._max_bytes = max_bytes
+        self._max_attempts = max_attempts
+        self._clock = clock
 
     def register(self, key: str) -> Registration:
         """Handle one uploaded object of the uploads bucket."""
@@ -83,28 +117,60 @@ class Registrar:
             self._uploads.delete(key)
             return Registration(key, Outcome.IGNORED)
         model_id, version = target
-        status = self._models.version_status(model_id, version)
-        if status is None:
+        state = self._models.upload_state(model_id, version)
+        if state is None:
             self._uploads.delete(key)
             return Registration(key, Outcome.IGNORED)
-        if status is not VersionStatus.PENDING:
+        if state.status is not VersionStatus.PENDING:
             self._uploads.delete(key)
+            if state.status is VersionStatus.EXPIRED:
+                return self._refuse_late(key, model_id, version)
             return Registration(key, Outcome.ALREADY_DONE)
-        data = self._uploads.read(key, self._max_bytes)
-        if data is None:  # an earlier delivery already consumed it
+        upload = self._uploads.read(key, self._max_bytes)
+        if upload is None:  # an earlier delivery already consumed it
+            return Registration(key, Outcome.ALREADY_DONE)
+        return self._accept(key, model_id, version, state, upload)
+
+    def _accept(
+        self, key: str, model_id: str, version: int, state: VersionUpload, upload: UploadedFile
+    ) -> Registration:
+        if not upload_token_matches(upload.token, state.token_hash):
+            # Someone else's upload form aimed at this key (S3 enforces the POST policy;
+            # a local stack does not). The version stays pending for its owner's upload.
+            logger().warning(
+                "Ignoring an upload without its version's token",
+                extra={"model_id": model_id, "version": version},
+            )
+            self._uploads.delete(key)
+            return Registration(key, Outcome.IGNORED)
+        if state.deadline is not None and upload.uploaded_at > state.deadline:
+            self._models.expire(model_id, version, self._clock())
+            self._uploads.delete(key)
+            return self._refuse_late(key, model_id, version)
+        attempt = self._models.count_attempt(model_id, version)
+        if attempt is None:  # decided meanwhile (another delivery, or the expiry sweep)
+            self._uploads.delete(key)
             return Registration(key, Outcome.ALREADY_DONE)
         try:
+            return self._register(key, model_id, version, upload.data)
+        except Exception:
+            if attempt < self._max_attempts:
+                raise  # the event source retries
+            logger().exception(
+                "Registration failed on its last attempt",
+                extra={"model_id": model_id, "version": version, "attempt": attempt},
+            )
+            return self._reject(key, model_id, version, FAILED_REASON)
+
+    def _register(self, key: str, model_id: str, version: int, data: bytes) -> Registration:
+        try:
+            if not data:
+                raise ModelRejected("the file is empty")
             if len(data) > self._max_bytes:
                 raise ModelRejected(f"the file is larger than {self._max_bytes} bytes")
-            schema = inspect_model(load_model(data))
+            schema = self._vet(data)
         except ModelRejected as rejected:
-            self._models.reject(model_id, version, rejected.reason)
-            self._uploads.delete(key)
-            logger().info(
-                "Model rejected",
-                extra={"model_id": model_id, "version": version, "reason": rejected.reason},
-            )
-            return Registration(key, Outcome.REJECTED, rejected.reason)
+            return self._reject(key, model_id, version, rejected.reason)
         sealed = seal(data, model_id, version, self._keys, self._small_size_kb)
         big_key = self._parts.put_big(model_id, version, sealed)
         stored = self._parts.commit_ready(model_id, version, sealed, big_key, schema, len(data))
@@ -122,3 +188,47 @@ class Registrar:
             },
         )
         return Registration(key, Outcome.READY)
+
+    def _reject(self, key: str, model_id: str, version: int, reason: str) -> Registration:
+        self._models.reject(model_id, version, reason)
+        self._uploads.delete(key)
+        logger().info(
+            "Model rejected", extra={"model_id": model_id, "version": version, "reason": reason}
+        )
+        return Registration(key, Outcome.REJECTED, reason)
+
+    @staticmethod
+    def _refuse_late(key: str, model_id: str, version: int) -> Registration:
+        logger().warning(
+            "Refusing an upload that came after its deadline",
+            extra={"model_id": model_id, "version": version},
+        )
+        return Registration(key, Outcome.EXPIRED)
+
+
+def expire_overdue_uploads(
+    versions: OverdueVersions,
+    uploads: UploadStore,
+    now: datetime,
+    batch: int = 100,
+    max_batches: int = 50,
+) -> int:
+    """Mark expired every pending version whose upload did not arrive before its deadline
+    (and remove any late object at its key); returns how many were expired. What the
+    schedule, and `creditml invoke`, run; what one run leaves, the next one takes."""
+    expired = 0
+    for _ in range(max_batches):
+        overdue = versions.overdue_uploads(now, batch)
+        done = 0
+        for model_id, version in overdue:
+            if versions.expire(model_id, version, now):
+                done += 1
+                uploads.delete(upload_key(model_id, version))
+        expired += done
+        # A short page is the last one; a page with nothing left to expire is only the
+        # index catching up (it is eventually consistent).
+        if len(overdue) < batch or not done:
+            break
+    if expired:
+        logger().info("Expired pending uploads", extra={"expired": expired})
+    return expired

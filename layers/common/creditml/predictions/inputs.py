@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from creditml.errors import InputsInvalid, PayloadTooLarge
+from creditml.errors import InputsInvalid, NonFiniteOutput, PayloadTooLarge
 from creditml.models.schema import ModelSchema
 
 
@@ -142,8 +142,12 @@ def _ordered(rows: list[Any], schema: ModelSchema) -> list[Any]:
 
 
 def to_json_values(values: Any) -> list[Any]:
-    """numpy outputs as plain JSON values."""
-    listed: list[Any] = np.asarray(values).tolist()
+    """numpy outputs as plain JSON values; NonFiniteOutput when a number among them is inf
+    or NaN (JSON has neither: they would be delivered, and charged, as null)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        raise NonFiniteOutput()
+    listed: list[Any] = array.tolist()
     return listed
 
 

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from creditml.auth.roles import Role
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.entries import (
@@ -39,7 +41,9 @@ from creditml.errors import (
     ModelNotFound,
     ModelNotReady,
     ModelUnavailable,
+    NonFiniteOutput,
     PredictionFailed,
+    ServiceUnavailable,
 )
 from creditml.models.records import Model
 from creditml.models.schema import ModelSchema
@@ -161,8 +165,8 @@ class PredictionService:
 
     def _serving_model(self, caller: AccessClaims, model_id: str) -> tuple[Model, ModelSchema]:
         """The model as this container last saw it serving, and the schema its rows must fit;
-        ModelArchived when it was archived; when it has never served, ModelNotReady to its
-        owner and admins and ModelNotFound to everyone else (an unpublished model does not
+        ModelArchived when it was archived and ModelNotReady when it has never served, to
+        its owner and admins; ModelNotFound to everyone else (an unpublished model does not
         exist for them, as on GET /models/{id}). Metadata is cached per container: the
         charge's transaction re-checks it."""
         model = self._heads.get(model_id)
@@ -170,11 +174,13 @@ class PredictionService:
             model = self._models.head(model_id)
         if model.archived or model.serving_version is None or model.serving_schema is None:
             self._heads.pop(model_id, None)
+            # Archived or unpublished, another's model does not exist for the caller (no
+            # existence oracle: the same 404 as an id that never existed).
+            if caller.role is not Role.ADMIN and caller.user_id != model.owner_id:
+                raise ModelNotFound()
             if model.archived:
                 raise ModelArchived()
-            if caller.role is Role.ADMIN or caller.user_id == model.owner_id:
-                raise ModelNotReady()
-            raise ModelNotFound()
+            raise ModelNotReady()
         self._heads[model_id] = model
         return model, model.serving_schema
 
@@ -194,21 +200,35 @@ class PredictionService:
         loading = self._clock()
         try:
             estimator, cached = self._loader.load(model.id, model.serving_version)
-        except Exception as exc:  # any load failure: no charge, a clear 500
+        except ServiceUnavailable:  # throttled or failing on AWS's side: a 503, retry
+            raise
+        except Exception as exc:  # any other load failure: no charge, a clear 500
             raise ModelUnavailable() from exc
         if not cached:
             self._observe("ModelCacheMisses", 1)
             self._observe("ModelLoadTime", (self._clock() - loading) * 1000)
         started = self._clock()
+        # Finite inputs can still leave float range inside the model (a scaler turning
+        # 1e308 into inf, inf - inf into NaN). numpy reports each such step here (per
+        # thread/context), so a failure it caused is the inputs' fault (422), not the
+        # model's (500); either way, nothing is charged.
+        overflows: list[str] = []
         try:
-            outputs = to_json_values(estimator.predict(rows))
-            probabilities = (
-                to_json_values(estimator.predict_proba(rows))
-                if model.serving_schema and model.serving_schema.probabilities
-                else None
-            )
+            with np.errstate(
+                over="call", invalid="call", call=lambda kind, _: overflows.append(kind)
+            ):
+                predicted = estimator.predict(rows)
+                probable = (
+                    estimator.predict_proba(rows)
+                    if model.serving_schema and model.serving_schema.probabilities
+                    else None
+                )
         except Exception as exc:  # the model's own failure: no charge
+            if overflows:
+                raise NonFiniteOutput() from exc
             raise PredictionFailed() from exc
+        outputs = to_json_values(predicted)  # NonFiniteOutput for inf/NaN: no charge
+        probabilities = None if probable is None else to_json_values(probable)
         return outputs, probabilities, round((self._clock() - started) * 1000, 3)
 
     def _charge(
@@ -256,8 +276,10 @@ class PredictionService:
             if stored_key is not None:
                 self._outputs.delete(stored_key)
             raise
-        if replayed and stored_key is not None:
-            self._outputs.delete(stored_key)  # the stored receipt points at its own outputs
+        if replayed and stored_key is not None and entry.details.get("result_key") != stored_key:
+            # The stored receipt points at its own outputs. (It may point at this attempt's:
+            # when the SDK retried a write whose reply was lost, the "replay" is our own.)
+            self._outputs.delete(stored_key)
         return entry, replayed
 
     def _result(self, entry: LedgerEntry) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The configuration every AWS SDK client of this process shares: its connection pool.
+"""The configuration every AWS SDK client of this process shares: its connection pool, and
+which of their failures are transient (worth a retry: 503 with Retry-After, not a 500).
 
 A Lambda container serves one request at a time, so botocore's default pool (10 connections
 per client) is never the limit there. A process that runs many handlers at once (the local
@@ -9,9 +10,16 @@ use and logs "Connection pool is full" for each, and the next call opens a new o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import boto3
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
+
+from creditml.errors import ServiceUnavailable
 
 # botocore's own default, kept for deployed functions.
 DEFAULT_POOL_CONNECTIONS = 10
@@ -43,3 +51,70 @@ def size_pools(connections: int) -> None:
     session = botocore.session.get_session()
     session.set_default_client_config(client_config())
     boto3.setup_default_session(botocore_session=session)
+
+
+# Error codes AWS answers when a retry later may well succeed: throttling, and failures on
+# its side. (Any 5xx counts too; these also come as 400s.)
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "TransactionInProgressException",
+        "InternalServerError",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+    }
+)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what caused it (explicitly or while handling), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+@contextmanager
+def unavailable_when_transient() -> Iterator[None]:
+    """Turn a transient AWS failure in the block into ServiceUnavailable (503 with
+    Retry-After); any other error passes unchanged."""
+    try:
+        yield
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:
+        if transient_failure(exc):
+            raise ServiceUnavailable() from exc
+        raise
+
+
+def transient_failure(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is an AWS call that failed for a reason that may
+    pass: throttling, a failure on AWS's side, or a connection that broke or timed out,
+    possibly after the request took effect. Anything retried after this must be safe to
+    repeat (money moves only under an Idempotency-Key)."""
+    for cause in _chain(error):
+        if isinstance(cause, AwsConnectionError | HTTPClientError):
+            return True
+        if isinstance(cause, ClientError):
+            response = cause.response
+            code = response.get("Error", {}).get("Code", "")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return code in _TRANSIENT_CODES or int(status or 0) >= 500
+    return False

@@ -12,11 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
+
+from creditml.errors import ServiceUnavailable
+from creditml.storage.clients import transient_failure
 
 _ALL_OLD = "ALL_OLD"
 _CONDITION_FAILED = "ConditionalCheckFailed"
@@ -99,7 +103,9 @@ class Transaction:
         ]
 
     def commit(self) -> None:
-        """Write every item or none; TransactionCancelled names the items that stopped it."""
+        """Write every item or none; TransactionCancelled names the items that stopped it,
+        ServiceUnavailable says a transient failure (throttling, an AWS-side error, a lost
+        reply) stopped it or hid its outcome."""
         labels = self.labels
         try:
             # The record's own connection carries its table's region and endpoint settings.
@@ -108,7 +114,11 @@ class Transaction:
                     for _, step in self._steps[kind]:
                         step(tx)
         except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
+            if _error_code(exc) != "TransactionCanceledException":
+                if transient_failure(exc):
+                    # Throttled, failed on AWS's side, or the reply was lost (the write may
+                    # have happened): the same request may be retried with its key.
+                    raise ServiceUnavailable() from exc
                 raise
             reasons = exc.cancellation_reasons
             failed = {
@@ -120,6 +130,17 @@ class Transaction:
             raise TransactionCancelled(failed, conflict) from exc
 
 
+def _error_code(error: PynamoDBException) -> str | None:
+    """The AWS error code behind a pynamodb error; None when there is none (a timeout or a
+    broken connection, whose `response` is None: pynamodb's `cause_response_code` raises
+    AttributeError on those)."""
+    cause = error.cause
+    if isinstance(cause, ClientError):
+        code = cause.response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
 def condition_failed(error: PynamoDBException) -> bool:
     """Whether a single-item write failed only because its condition did not hold."""
-    return error.cause_response_code == "ConditionalCheckFailedException"
+    return _error_code(error) == "ConditionalCheckFailedException"

@@ -1,6 +1,8 @@
 """Accounts and their ledger, in the ledger table (pk `account_id`, sk `sk`).
 
-  sk = "ACCOUNT"       balance and `seq`, the number of entries so far (a version number)
+  sk = "ACCOUNT"       balance and `seq`, the number of entries so far (a version number);
+                       `rate_window`/`rate_count`: the debits of the latest minute (the
+                       prediction rate limit, written by the debits themselves)
   sk = "ENTRY#<id>"    one ledger entry; `entry_seq` orders an account's entries (LSI by_seq).
                        In an admin's own partition the same key may instead hold a guard that
                        points at a grant written into another account, so every
@@ -36,6 +38,7 @@ from creditml.billing.entries import (
     WriteOutcome,
     Written,
 )
+from creditml.limits import MinuteCount
 from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.models import check_still_serving
 from creditml.storage.tables import bind_table
@@ -60,6 +63,8 @@ class _LedgerItem(Model):
     balance = NumberAttribute(null=True)
     seq = NumberAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    rate_window = NumberAttribute(null=True)
+    rate_count = NumberAttribute(null=True)
     # Entry items
     entry_id = UnicodeAttribute(null=True)
     entry_seq = NumberAttribute(null=True)
@@ -101,7 +106,8 @@ def _entry(item: _LedgerItem) -> LedgerEntry:
 def _state(item: _LedgerItem | None) -> AccountState:
     if item is None:
         return AccountState(balance=0, seq=0)
-    return AccountState(balance=int(item.balance or 0), seq=int(item.seq or 0))
+    rate = MinuteCount(int(item.rate_window or 0), int(item.rate_count or 0))
+    return AccountState(balance=int(item.balance or 0), seq=int(item.seq or 0), rate=rate)
 
 
 class LedgerRepository:
@@ -112,8 +118,11 @@ class LedgerRepository:
         self._user = bind_table(_UserCheck, users_table)
         self._models_table = models_table
 
-    def write(self, pending: PendingEntry, expected: AccountState) -> WriteOutcome:
-        """Try to apply `pending` on top of `expected` in one transaction."""
+    def write(
+        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
+    ) -> WriteOutcome:
+        """Try to apply `pending` on top of `expected` in one transaction; `rate`, when
+        given, is the account's new debit count (set by the same update)."""
         item = self._item
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         slot = pending.slot
@@ -153,14 +162,17 @@ class LedgerRepository:
         if pending.precondition is not None:
             check_still_serving(tx, "precondition", self._models_table, pending.precondition)
         tx.put("entry", entry, condition=item.sk.does_not_exist(), return_old=True)
+        actions = [
+            item.balance.set(new_state.balance),
+            item.seq.set(new_state.seq),
+            item.updated_at.set(now),
+        ]
+        if rate is not None:  # exact: the version condition pins the count it was made from
+            actions += [item.rate_window.set(rate.window), item.rate_count.set(rate.count)]
         tx.update(
             "account",
             item(pending.account_id, ACCOUNT_SK),
-            actions=[
-                item.balance.set(new_state.balance),
-                item.seq.set(new_state.seq),
-                item.updated_at.set(now),
-            ],
+            actions=actions,
             condition=version,
             return_old=True,
         )

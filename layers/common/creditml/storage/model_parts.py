@@ -5,6 +5,7 @@ and digest) in the parts table, the big part in the models bucket. Also the uplo
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -15,7 +16,9 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
 from creditml.models.crypto import ModelIntegrityError, SealedModel
+from creditml.models.records import UploadedFile
 from creditml.models.schema import ModelSchema
+from creditml.storage.clients import unavailable_when_transient
 from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.models import add_version_ready
 from creditml.storage.tables import bind_table
@@ -96,12 +99,14 @@ class ModelParts:
         return False
 
     def fetch(self, model_id: str, version: int) -> SealedModel:
-        """Both parts of a registered version (two reads: DynamoDB, then S3)."""
-        try:
-            item = self._item.get(model_id, version, consistent_read=True)
-        except DoesNotExist as exc:
-            raise LookupError(f"no parts for {model_id} v{version}") from exc
-        big = self._s3.get_object(Bucket=self._bucket, Key=item.big_key)["Body"].read()
+        """Both parts of a registered version (two reads: DynamoDB, then S3);
+        ServiceUnavailable when either fails for a reason that passes."""
+        with unavailable_when_transient():
+            try:
+                item = self._item.get(model_id, version, consistent_read=True)
+            except DoesNotExist as exc:
+                raise LookupError(f"no parts for {model_id} v{version}") from exc
+            big = self._s3.get_object(Bucket=self._bucket, Key=item.big_key)["Body"].read()
         return SealedModel(
             small=bytes(item.small),
             big=big,
@@ -109,6 +114,10 @@ class ModelParts:
             wrapped_key=bytes(item.wrapped_key),
             digest=item.digest,
         )
+
+
+TOKEN_META = "upload-token"  # noqa: S105 - a metadata name, not a secret
+TOKEN_FIELD = f"x-amz-meta-{TOKEN_META}"  # the form field S3 stores as that metadata
 
 
 class Uploads:
@@ -121,35 +130,47 @@ class Uploads:
     def _s3(self) -> Any:
         return boto3.client("s3")
 
-    def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+    def presigned_post(
+        self, key: str, max_bytes: int, expires_in: int, token: str
+    ) -> dict[str, Any]:
+        """A presigned POST for exactly `key`, carrying `token` as object metadata; the
+        policy pins both (AWS refuses a form whose key or token was changed; registration
+        checks the token again, since moto does not enforce policies)."""
         post: dict[str, Any] = self._s3.generate_presigned_post(
             Bucket=self._bucket,
             Key=key,
-            Conditions=[["content-length-range", 1, max_bytes]],
+            Fields={TOKEN_FIELD: token},
+            Conditions=[["content-length-range", 1, max_bytes], {TOKEN_FIELD: token}],
             ExpiresIn=expires_in,
         )
         return post
 
-    def read(self, key: str, max_bytes: int) -> bytes | None:
-        """The upload's bytes (at most max_bytes + 1, so oversize is detectable), or None
-        when it is gone (already registered by an earlier delivery of the same event)."""
+    def read(self, key: str, max_bytes: int) -> UploadedFile | None:
+        """The upload (at most max_bytes + 1 bytes of it, so oversize is detectable) with its
+        token and time, or None when it is gone (already registered by an earlier delivery
+        of the same event)."""
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=key, Range=f"bytes=0-{max_bytes}")[
-                "Body"
-            ]
+            # Not a ranged GET: S3 answers one on an empty object with InvalidRange.
+            answer = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
             raise
-        data: bytes = body.read()
-        return data
+        with answer["Body"] as body:
+            data: bytes = body.read(max_bytes + 1)
+        token = answer.get("Metadata", {}).get(TOKEN_META)
+        return UploadedFile(data, token, answer["LastModified"])
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
 
-    def put(self, key: str, data: bytes) -> None:
-        """Upload directly (seeding and tests; publishers use presigned POSTs)."""
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=data)
+    def put(self, key: str, data: bytes, fields: Mapping[str, str] | None = None) -> None:
+        """Upload directly (seeding and tests; publishers use presigned POSTs). Pass the
+        `fields` of the version's presigned POST: registration ignores an upload that does
+        not carry its version's token."""
+        token = (fields or {}).get(TOKEN_FIELD)
+        metadata = {TOKEN_META: token} if token else {}
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, Metadata=metadata)
 
 
 class KmsDataKeys:
@@ -170,9 +191,10 @@ class KmsDataKeys:
 
     def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
         try:
-            answer = self._kms.decrypt(
-                CiphertextBlob=wrapped, EncryptionContext=context, KeyId=self._key_id
-            )
+            with unavailable_when_transient():
+                answer = self._kms.decrypt(
+                    CiphertextBlob=wrapped, EncryptionContext=context, KeyId=self._key_id
+                )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "InvalidCiphertextException":
                 raise ModelIntegrityError("the data key belongs to another model") from exc

@@ -3,7 +3,12 @@
   sk = "MODEL"              name, owner, price, archived, latest and serving version;
                             `catalog` = "public" while it serves and is not archived
                             (sparse GSI `catalog`); `owner_id` (GSI `by_owner`)
-  sk = "VERSION#00000001"   status pending/ready/rejected, reason, schema, sizes
+  sk = "VERSION#00000001"   status pending/ready/rejected/expired, reason, schema, sizes;
+                            owner_id (so `by_owner` returns an owner's models with their
+                            versions in one query); while pending: the SHA-256 of its upload
+                            token, `upload_deadline`, the registration `attempts`, and
+                            `awaiting_upload` = "pending" (sparse GSI `pending_uploads`,
+                            sorted by deadline, which the expiry sweep reads)
 
 Model parts live in another table (creditml.storage.model_parts), which the models API may
 not read.
@@ -21,18 +26,26 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.exceptions import DoesNotExist, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model as PynamoModel
 
 from creditml.billing.entries import ModelStillServing
 from creditml.errors import ModelNotFound
-from creditml.models.records import Model, ModelVersion, VersionStatus
+from creditml.models.records import (
+    EXPIRED_REASON,
+    Model,
+    ModelVersion,
+    VersionStatus,
+    VersionUpload,
+)
 from creditml.models.schema import ModelSchema
+from creditml.models.service import UploadBinding
 from creditml.storage.dynamo import Transaction, condition_failed
 from creditml.storage.tables import bind_table
 
 MODEL_SK = "MODEL"
 PUBLIC = "public"
+AWAITING = "pending"
 
 
 def version_sk(version: int) -> str:
@@ -57,6 +70,15 @@ class _ByOwner(GlobalSecondaryIndex["_ModelItem"]):  # type: ignore[no-untyped-c
     created_at = UnicodeAttribute(range_key=True)
 
 
+class _PendingUploads(GlobalSecondaryIndex["_ModelItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "pending_uploads"
+        projection = KeysOnlyProjection()
+
+    awaiting_upload = UnicodeAttribute(hash_key=True)
+    upload_deadline = UnicodeAttribute(range_key=True)
+
+
 class _ModelItem(PynamoModel):
     model_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -79,12 +101,23 @@ class _ModelItem(PynamoModel):
     registered_at = UnicodeAttribute(null=True)
     size_bytes = NumberAttribute(null=True)
 
+    upload_token_hash = UnicodeAttribute(null=True)
+    upload_deadline = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(null=True)
+    awaiting_upload = UnicodeAttribute(null=True)
+
     catalog_index = _Catalog()
     owner_index = _ByOwner()
+    pending_index = _PendingUploads()
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _stamp(moment: datetime) -> str:
+    """UTC, one fixed format: stamps compare as strings in DynamoDB conditions."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _version(item: _ModelItem) -> ModelVersion:
@@ -96,7 +129,12 @@ def _version(item: _ModelItem) -> ModelVersion:
         registered_at=datetime.fromisoformat(item.registered_at) if item.registered_at else None,
         size_bytes=int(item.size_bytes) if item.size_bytes is not None else None,
         model_schema=ModelSchema.model_validate(item.model_schema) if item.model_schema else None,
+        upload_deadline=_moment(item.upload_deadline),
     )
+
+
+def _moment(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 def _model(item: _ModelItem, versions: list[ModelVersion]) -> Model:
@@ -123,7 +161,13 @@ class ModelRepository:
         self._item = bind_table(_ModelItem, table_name)
 
     def create(
-        self, model_id: str, name: str, description: str | None, owner_id: str, price: int
+        self,
+        model_id: str,
+        name: str,
+        description: str | None,
+        owner_id: str,
+        price: int,
+        upload: UploadBinding,
     ) -> Model:
         """A new model with version 1 pending upload."""
         now = _now()
@@ -140,27 +184,37 @@ class ModelRepository:
             archived=False,
             latest_version=1,
         )
-        first = item(
-            model_id, version_sk(1), created_at=now, version=1, status=str(VersionStatus.PENDING)
-        )
+        first = self._pending(model_id, 1, owner_id, now, upload)
         tx = Transaction(item)
         tx.put("model", head, condition=item.sk.does_not_exist(), return_old=False)
         tx.put("version", first, condition=item.sk.does_not_exist(), return_old=False)
         tx.commit()
         return self.get(model_id)
 
-    def add_version(self, model_id: str, expected_latest: int) -> int:
-        """Open the next version for upload; returns its number."""
-        item = self._item
-        version = expected_latest + 1
-        now = _now()
-        pending = item(
+    def _pending(
+        self, model_id: str, version: int, owner_id: str, now: str, upload: UploadBinding
+    ) -> _ModelItem:
+        pending: _ModelItem = self._item(
             model_id,
             version_sk(version),
             created_at=now,
             version=version,
+            owner_id=owner_id,
             status=str(VersionStatus.PENDING),
+            upload_token_hash=upload.token_hash,
+            upload_deadline=_stamp(upload.deadline),
+            awaiting_upload=AWAITING,
         )
+        return pending
+
+    def add_version(
+        self, model_id: str, expected_latest: int, owner_id: str, upload: UploadBinding
+    ) -> int:
+        """Open the next version for upload; returns its number."""
+        item = self._item
+        version = expected_latest + 1
+        now = _now()
+        pending = self._pending(model_id, version, owner_id, now, upload)
         tx = Transaction(item)
         tx.put("version", pending, condition=item.sk.does_not_exist(), return_old=False)
         tx.update(
@@ -188,19 +242,75 @@ class ModelRepository:
             raise ModelNotFound() from exc
         return _model(item, [])
 
-    def version_status(self, model_id: str, version: int) -> VersionStatus | None:
+    def upload_state(self, model_id: str, version: int) -> VersionUpload | None:
+        """A version's status and upload binding; None when there is no such version."""
         try:
             item = self._item.get(model_id, version_sk(version), consistent_read=True)
         except DoesNotExist:
             return None
-        return VersionStatus(str(item.status))
+        return VersionUpload(
+            VersionStatus(str(item.status)), item.upload_token_hash, _moment(item.upload_deadline)
+        )
+
+    def count_attempt(self, model_id: str, version: int) -> int | None:
+        """Count one registration attempt on a pending version; the attempts so far, or None
+        when the version is no longer pending."""
+        item = self._item
+        record = item(model_id, version_sk(version))
+        try:
+            record.update(
+                actions=[item.attempts.add(1)],
+                condition=item.status == str(VersionStatus.PENDING),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return None
+            raise
+        return int(record.attempts or 0)
+
+    def overdue_uploads(self, now: datetime, limit: int = 100) -> list[tuple[str, int]]:
+        """Pending versions whose upload deadline has passed (oldest first, at most
+        `limit`): (model id, version) pairs."""
+        found = self._item.pending_index.query(
+            AWAITING, self._item.upload_deadline < _stamp(now), limit=limit
+        )
+        return [(str(i.model_id), int(i.sk.removeprefix("VERSION#"))) for i in found]
+
+    def expire(self, model_id: str, version: int, now: datetime) -> bool:
+        """Mark a pending version whose upload deadline passed before `now` expired; False
+        when it was no longer pending or its deadline has not passed."""
+        item = self._item
+        try:
+            item(model_id, version_sk(version)).update(
+                actions=[
+                    item.status.set(str(VersionStatus.EXPIRED)),
+                    item.reason.set(EXPIRED_REASON),
+                    item.registered_at.set(_stamp(now)),
+                    item.awaiting_upload.remove(),
+                ],
+                condition=(item.status == str(VersionStatus.PENDING))
+                & (item.upload_deadline < _stamp(now)),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
 
     def catalog(self) -> list[Model]:
         """Models that serve predictions and are not archived (heads only, no versions)."""
         return [_model(i, []) for i in self._item.catalog_index.query(PUBLIC)]
 
     def owned_by(self, owner_id: str) -> list[Model]:
-        return [_model(i, []) for i in self._item.owner_index.query(owner_id)]
+        """The owner's models with their versions (one query: versions carry the owner)."""
+        heads: dict[str, _ModelItem] = {}
+        versions: dict[str, list[ModelVersion]] = {}
+        for i in self._item.owner_index.query(owner_id):
+            if i.sk == MODEL_SK:
+                heads[str(i.model_id)] = i
+            else:
+                versions.setdefault(str(i.model_id), []).append(_version(i))
+        return [_model(head, versions.get(key, [])) for key, head in heads.items()]
 
     def update(self, model_id: str, price: int | None, description: str | None) -> Model:
         item = self._item
@@ -243,6 +353,7 @@ class ModelRepository:
                     item.status.set(str(VersionStatus.REJECTED)),
                     item.reason.set(reason),
                     item.registered_at.set(_now()),
+                    item.awaiting_upload.remove(),
                 ],
                 condition=item.status == str(VersionStatus.PENDING),
             )
@@ -291,6 +402,7 @@ def add_version_ready(
             item.model_schema.set(described),
             item.registered_at.set(now),
             item.size_bytes.set(size),
+            item.awaiting_upload.remove(),
         ],
         condition=item.status == str(VersionStatus.PENDING),
     )

@@ -1,7 +1,16 @@
 """Refresh-token sessions: one-time tokens grouped in families, for rotation with reuse detection.
 
-  pk = "FAMILY#<id>"  one login session: owner, revoked flag, expiry (TTL)
-  pk = "TOKEN#<jti>"  one refresh token: family, used_at once spent, expiry (TTL)
+  pk = "FAMILY#<id>"   one login session: owner, revoked flag, expiry (TTL); while live also
+                      lookup_key = "LIVE#<user id>", lookup_time = start (removed on
+                      revocation), so the `lookups` index lists a user's live sessions
+  pk = "TOKEN#<jti>"   one refresh token: family, used_at once spent, expiry (TTL)
+  pk = "REVOKED#<id>"  a revoked family's marker: lookup_key = "REVOKED" (one fixed partition
+                      of the index), lookup_time = revoked_at (epoch seconds); TTL =
+                      revoked_at + the access-token lifetime (+ skew), after which no access
+                      token of the family can still be valid
+
+One sparse, overloaded, KEYS_ONLY index serves both lists: DynamoDB (and CloudFormation)
+add one index per table update, and two lists of two shapes do not need two.
 
 Rotation is one transaction: spend the old token (condition: exists and not yet spent), check
 the family is not revoked, and put the new token. A token presented twice fails the first
@@ -12,16 +21,41 @@ first use produced (OAuth 2.0 Security BCP, refresh token rotation).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from pynamodb.attributes import BooleanAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.exceptions import UpdateError
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from creditml.auth.sessions import RotationOutcome
 from creditml.auth.tokens import RefreshClaims
-from creditml.storage.dynamo import Transaction, TransactionCancelled, condition_failed
+from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.tables import bind_table
+
+# The index partition of revocation markers. Revocations are rare (a logout, a role change,
+# a detected reuse): far below the 1,000 writes/s one partition takes.
+_REVOKED_LIST = "REVOKED"
+_FAMILY = "FAMILY#"
+_REVOKED = "REVOKED#"
+
+
+def _live_list(user_id: str) -> str:
+    return f"LIVE#{user_id}"
+
+
+class _Lookups(GlobalSecondaryIndex["_SessionRecord"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "lookups"
+        projection = KeysOnlyProjection()
+
+    lookup_key = UnicodeAttribute(hash_key=True)
+    lookup_time = NumberAttribute(range_key=True)
 
 
 class _SessionRecord(Model):
@@ -30,11 +64,15 @@ class _SessionRecord(Model):
     family_id = UnicodeAttribute(null=True)
     revoked = BooleanAttribute(null=True)
     used_at = UnicodeAttribute(null=True)
+    lookup_key = UnicodeAttribute(null=True)
+    lookup_time = NumberAttribute(null=True)
     expires_at = TTLAttribute()
+
+    lookups = _Lookups()
 
 
 def _family_key(family_id: str) -> str:
-    return f"FAMILY#{family_id}"
+    return f"{_FAMILY}{family_id}"
 
 
 def _token_key(token_id: str) -> str:
@@ -42,10 +80,13 @@ def _token_key(token_id: str) -> str:
 
 
 class SessionRepository:
-    """Stores refresh-token families and their one-time tokens."""
+    """Stores refresh-token families, their one-time tokens and recent revocations."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, revocation_retention_seconds: int) -> None:
+        """`revocation_retention_seconds`: how long a revocation marker must be listed, i.e.
+        the access-token lifetime plus clock skew."""
         self._record = bind_table(_SessionRecord, table_name)
+        self._retention = revocation_retention_seconds
 
     def start(self, first: RefreshClaims, family_expires_at: int) -> None:
         """Open a new session family holding its first refresh token."""
@@ -53,6 +94,8 @@ class SessionRepository:
         family = record(
             _family_key(first.family_id),
             user_id=first.user_id,
+            lookup_key=_live_list(first.user_id),
+            lookup_time=int(time.time()),
             revoked=False,
             expires_at=datetime.fromtimestamp(family_expires_at, UTC),
         )
@@ -98,17 +141,56 @@ class SessionRepository:
             raise
         return RotationOutcome.ROTATED
 
-    def revoke(self, family_id: str) -> None:
-        """Revoke a session family: none of its refresh tokens will rotate again."""
+    def revoke(self, family_id: str, user_id: str) -> bool:
+        """Revoke `user_id`'s session family: none of its refresh tokens will rotate again,
+        and a marker lists it among recent revocations so that containers refuse its
+        access tokens. One transaction. False when there is no such live family (unknown,
+        expired, another user's, or revoked already)."""
+        record = self._record
+        now = int(time.time())
+        family = record(_family_key(family_id), user_id=user_id)
+        marker = record(
+            f"{_REVOKED}{family_id}",
+            user_id=user_id,
+            family_id=family_id,
+            lookup_key=_REVOKED_LIST,
+            lookup_time=now,
+            expires_at=datetime.fromtimestamp(now + self._retention, UTC),
+        )
+        tx = Transaction(record)
+        tx.put("marker", marker, condition=record.pk.does_not_exist(), return_old=False)
+        tx.update(
+            "family",
+            family,
+            actions=[
+                record.revoked.set(True),
+                record.lookup_key.remove(),
+                record.lookup_time.remove(),
+            ],
+            condition=record.pk.exists()
+            & (record.revoked == False)  # noqa: E712 - a DynamoDB condition, not a test
+            & (record.user_id == user_id),
+        )
         try:
-            self._record(_family_key(family_id)).update(
-                actions=[self._record.revoked.set(True)],
-                condition=self._record.pk.exists(),
-            )
-        except UpdateError as exc:
-            # A family that does not exist has nothing left to revoke.
-            if not condition_failed(exc):
-                raise
+            tx.commit()
+        except TransactionCancelled as cancelled:
+            if cancelled.failed:
+                return False
+            raise
+        return True
+
+    def live_families(self, user_id: str) -> list[str]:
+        """Ids of the user's families not revoked (expired ones may be among them until
+        their TTL deletes them; revoking those is harmless)."""
+        keys = self._record.lookups.query(_live_list(user_id))
+        return [str(item.pk).removeprefix(_FAMILY) for item in keys]
+
+    def revoked_since(self, since: int) -> Iterator[tuple[str, int]]:
+        """(family id, revoked_at) of every family revoked at or after `since` (epoch
+        seconds): one Query of the lookups index (more pages only past 1 MB)."""
+        found = self._record.lookups.query(_REVOKED_LIST, self._record.lookup_time >= since)
+        for item in found:
+            yield str(item.pk).removeprefix(_REVOKED), int(item.lookup_time or 0)
 
     def _token(self, claims: RefreshClaims) -> _SessionRecord:
         record: _SessionRecord = self._record(

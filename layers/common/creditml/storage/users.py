@@ -2,22 +2,35 @@
 
 Two items per user in one table, written in one transaction:
   pk = "USER#<id>"          the profile (email as entered, role, password hash)
-  pk = "EMAIL#<lowercased>" a claim on the email, put with attribute_not_exists(pk)
-The claim item makes emails unique case-insensitively with a conditional write: two
-concurrent registrations of one email cannot both succeed, which no read-then-write can promise.
+  pk = "EMAIL#<canonical>"  a claim on the email, put with attribute_not_exists(pk)
+The claim item makes emails unique under their canonical form (NFKC + case fold,
+creditml.auth.emails) with a conditional write: two concurrent registrations of one email,
+or of two visually identical spellings of it, cannot both succeed, which no read-then-write
+can promise.
+
+Claims stored before NFKC was applied are keyed by the case-folded email alone. For ASCII
+addresses both keys are equal; for the few others whose key NFKC changes, login also reads
+the old key (in the same BatchGetItem) and registration also checks that the old key is free.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
 
+import boto3
 from pynamodb.attributes import UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
+from creditml.auth.emails import canonical_email, legacy_email_key
 from creditml.auth.roles import Role
-from creditml.errors import EmailTaken, UserNotFound
+from creditml.errors import EmailTaken, ServiceUnavailable, UserNotFound
+from creditml.limits import LoginCounters, LoginKeys
 from creditml.storage.dynamo import Transaction, TransactionCancelled, condition_failed
+from creditml.storage.limits import login_counters
 from creditml.storage.tables import bind_table
 from creditml.users import User
 
@@ -36,7 +49,19 @@ def _user_key(user_id: str) -> str:
 
 
 def _email_key(email: str) -> str:
-    return f"EMAIL#{email.casefold()}"
+    return f"EMAIL#{canonical_email(email)}"
+
+
+def _legacy_email_key(email: str) -> str:
+    return f"EMAIL#{legacy_email_key(email)}"
+
+
+def _claim_keys(email: str) -> list[str]:
+    """The keys an email's claim may have: its canonical key, then its pre-NFKC key when
+    that differs."""
+    keys = [_email_key(email)]
+    legacy = _legacy_email_key(email)
+    return keys if legacy in keys else [*keys, legacy]
 
 
 def _to_user(record: _UserRecord) -> User:
@@ -69,10 +94,13 @@ class UserRepository:
         tx = Transaction(record)
         tx.put("email", claim, condition=record.pk.does_not_exist(), return_old=False)
         tx.put("profile", profile, condition=record.pk.does_not_exist(), return_old=False)
+        legacy = _legacy_email_key(user.email)
+        if legacy != claim.pk:
+            tx.check("legacy_email", record, legacy, condition=record.pk.does_not_exist())
         try:
             tx.commit()
         except TransactionCancelled as cancelled:
-            if "email" in cancelled.failed:
+            if {"email", "legacy_email"} & set(cancelled.failed):
                 raise EmailTaken() from cancelled
             raise
 
@@ -80,11 +108,33 @@ class UserRepository:
         """The user with this id; UserNotFound otherwise."""
         return _to_user(self._get_record(user_id))
 
-    def find_credentials(self, email: str) -> tuple[User, str] | None:
-        """The user registered with `email` (any case) and their password hash, or None."""
+    def stored_role(self, user_id: str) -> Role:
+        """The role on the user's item now (one consistent GetItem of just that attribute);
+        UserNotFound when the user no longer exists."""
         try:
-            claim = self._record.get(_email_key(email), consistent_read=True)
-            record = self._record.get(_user_key(str(claim.user_id)), consistent_read=True)
+            record = self._record.get(
+                _user_key(user_id), consistent_read=True, attributes_to_get=["role"]
+            )
+        except DoesNotExist as exc:
+            raise UserNotFound() from exc
+        return Role(str(record.role))
+
+    def find_credentials(self, email: str) -> tuple[User, str] | None:
+        """The user registered with `email` (any case, any compatibility form) and their
+        password hash, or None. (A log-in reads the claim with its throttle counters
+        instead: LoginLookup.)"""
+        for key in _claim_keys(email):
+            try:
+                claim = self._record.get(key, consistent_read=True)
+            except DoesNotExist:
+                continue
+            return self.credentials(str(claim.user_id))
+        return None
+
+    def credentials(self, user_id: str) -> tuple[User, str] | None:
+        """The user with this id and their password hash (one consistent GetItem), or None."""
+        try:
+            record = self._record.get(_user_key(user_id), consistent_read=True)
         except DoesNotExist:
             return None
         return _to_user(record), str(record.password_hash)
@@ -117,3 +167,71 @@ class UserRepository:
             return record
         except DoesNotExist as exc:
             raise UserNotFound() from exc
+
+
+# A BatchGetItem's keys that DynamoDB leaves unprocessed (throttling, a response over its size
+# limit) are asked for again, after 20, 40, 80 ms, then the request is given up (503).
+BATCH_GET_ATTEMPTS = 4
+BATCH_GET_BACKOFF_SECONDS = 0.02
+
+
+class LoginLookup:
+    """The reads of a log-in (creditml.auth.service.LoginReads).
+
+    `find_login`: the email's claim (users table) and the attempt's throttle counters
+    (limits table) in one BatchGetItem across both tables, strongly consistent, so
+    throttling adds no call to a log-in; a claim stored under the pre-NFKC key is read in
+    the same call. `credentials`: the user's item, one GetItem, read only once the throttle
+    has let the attempt through. A successful log-in thus reads exactly as it did before
+    throttling existed: two calls.
+    """
+
+    def __init__(self, users_table: str, limits_table: str) -> None:
+        self._users = UserRepository(users_table)
+        self._users_table = users_table
+        self._limits_table = limits_table
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return boto3.client("dynamodb")
+
+    def find_login(self, email: str, counter_keys: LoginKeys) -> tuple[str | None, LoginCounters]:
+        """The id of the user who claimed `email` (None when nobody did) and the counters
+        at `counter_keys`."""
+        claim_keys = _claim_keys(email)
+        found = self._batch_get(
+            {
+                self._users_table: claim_keys,
+                self._limits_table: [counter_keys.email, counter_keys.ip],
+            }
+        )
+        claims: dict[str, str] = {}
+        for raw in found[self._users_table]:
+            claim = _UserRecord.from_raw_data(raw)
+            claims[str(claim.pk)] = str(claim.user_id)
+        user_id = next((claims[key] for key in claim_keys if key in claims), None)
+        return user_id, login_counters(found[self._limits_table], counter_keys)
+
+    def credentials(self, user_id: str) -> tuple[User, str] | None:
+        """The user and their password hash (one consistent GetItem), or None."""
+        return self._users.credentials(user_id)
+
+    def _batch_get(self, keys: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+        """The items with these `pk`s, per table: one BatchGetItem, repeated only for the
+        keys DynamoDB left unprocessed; ServiceUnavailable when some still are after
+        BATCH_GET_ATTEMPTS calls."""
+        found: dict[str, list[dict[str, Any]]] = {table: [] for table in keys}
+        request: dict[str, Any] = {
+            table: {"Keys": [{"pk": {"S": key}} for key in table_keys], "ConsistentRead": True}
+            for table, table_keys in keys.items()
+        }
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(BATCH_GET_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            response = self._dynamodb.batch_get_item(RequestItems=request)
+            for table, items in response.get("Responses", {}).items():
+                found[table].extend(items)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise ServiceUnavailable()

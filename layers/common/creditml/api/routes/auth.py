@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from creditml.api.dependencies import AdminPrincipal, AuthServiceDep, Principal
+from creditml.api.limits import SourceIp
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.auth.schemas import (
     LoginRequest,
@@ -35,10 +36,18 @@ def register(body: RegisterRequest, service: AuthServiceDep) -> UserPublic:
     return UserPublic(id=user.id, email=user.email, role=user.role)
 
 
-@router.post("/auth/login", response_model=TokenPair, tags=["auth"])
-def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
-    """Exchange email and password for an access token (15 min) and a refresh token."""
-    return service.login(body.email, body.password)
+@router.post(
+    "/auth/login",
+    response_model=TokenPair,
+    tags=["auth"],
+    responses={429: problem_doc("Too many failed log-ins for this email or source address")},
+)
+def login(body: LoginRequest, service: AuthServiceDep, address: SourceIp) -> TokenPair:
+    """Exchange email and password for an access token (15 min) and a refresh token.
+
+    Throttled (429 `rate_limited`, whatever the password) after repeated failures for the
+    email or the source address."""
+    return service.login(body.email, body.password, address)
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
@@ -46,6 +55,20 @@ def refresh(body: RefreshRequest, service: AuthServiceDep) -> TokenPair:
     """Rotate a refresh token into a new pair. Presenting a spent refresh token again revokes
     the whole session (401 `refresh_token_reused`)."""
     return service.refresh(body.refresh_token)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    tags=["auth"],
+    responses={401: problem_doc("Invalid or expired refresh token, or a session already ended")},
+)
+def logout(body: RefreshRequest, service: AuthServiceDep) -> Response:
+    """End the session of a refresh token: its family is revoked, so none of its refresh
+    tokens rotate again and its access tokens stop working on every route within 60 s."""
+    service.logout(body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/users/me", response_model=Profile, tags=["users"])
@@ -68,7 +91,9 @@ def me(principal: Principal, service: AuthServiceDep) -> Profile:
 def set_role(
     id: UserId, body: RoleUpdate, admin: AdminPrincipal, service: AuthServiceDep
 ) -> UserPublic:
-    """Set a user's role (`user`, `publisher`, `admin`). Admin only. The new role reaches
-    the user's next access token (at the latest after one refresh)."""
+    """Set a user's role (`user`, `publisher`, `admin`). Admin only (the caller's stored
+    role is checked, not the token's). Every session the user has at that moment is
+    revoked: their tokens stop working within 60 s, and they log in again to get the new
+    role."""
     user = service.set_role(admin, id, body.role)
     return UserPublic(id=user.id, email=user.email, role=user.role)

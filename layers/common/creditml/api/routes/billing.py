@@ -6,7 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from creditml.api.dependencies import BillingServiceDep, IdempotencyKey, Principal
+from creditml.api.dependencies import (
+    BillingServiceDep,
+    IdempotencyKey,
+    Principal,
+    UserDirectoryDep,
+    verified_principal,
+)
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.billing.schemas import Balance, EntryPage, EntryPublic, TopUpRequest
 
@@ -36,6 +42,7 @@ def top_up(
     body: TopUpRequest,
     key: IdempotencyKey,
     principal: Principal,
+    users: UserDirectoryDep,
     service: BillingServiceDep,
     response: Response,
 ) -> EntryPublic:
@@ -43,7 +50,11 @@ def top_up(
     for now, see creditml.billing.payments); an admin may name any `user_id`, recorded as
     a `grant`. A retry with the same Idempotency-Key and body returns the original entry
     (with `Idempotent-Replayed: true`) and credits nothing more."""
-    entry, replayed = service.top_up(principal, body.amount, key, body.user_id, body.note)
+    caller = principal
+    if body.user_id not in (None, principal.user_id):
+        # A grant to another account rests on the admin role stored now, not the token's.
+        caller = verified_principal(principal, users)
+    entry, replayed = service.top_up(caller, body.amount, key, body.user_id, body.note)
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return EntryPublic.of(entry)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from creditml.api.dependencies import ModelServiceDep, Principal
+from creditml.api.dependencies import ModelServiceDep, Principal, VerifiedPrincipal
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.models.api_schemas import (
     ModelCreate,
@@ -42,7 +42,9 @@ def _created(ticket: UploadTicket) -> UploadCreated:
     response_model=UploadCreated,
     responses={403: problem_doc("Caller is not a publisher or admin")},
 )
-def create_model(body: ModelCreate, principal: Principal, service: Service) -> UploadCreated:
+def create_model(
+    body: ModelCreate, principal: VerifiedPrincipal, service: Service
+) -> UploadCreated:
     """Create a model (version 1, `pending`) and get a presigned S3 POST for its joblib file.
     Once the file lands, registration validates it without running it; the model turns
     `ready` or `rejected` with a reason (see GET /models/{id})."""
@@ -55,7 +57,7 @@ def create_model(body: ModelCreate, principal: Principal, service: Service) -> U
     response_model=UploadCreated,
     responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
-def create_version(id: ModelId, principal: Principal, service: Service) -> UploadCreated:
+def create_version(id: ModelId, principal: VerifiedPrincipal, service: Service) -> UploadCreated:
     """Open the next version of a model and get a presigned POST for its file. The previous
     ready version keeps serving until the new one is ready."""
     return _created(service.new_version(principal, id))
@@ -73,8 +75,9 @@ def list_models(principal: Principal, service: Service) -> ModelList:
     responses={404: problem_doc("No such model (or not visible to the caller)")},
 )
 def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPublic:
-    """Status (pending/ready/rejected with a reason, or archived), price, owner, versions and
-    the input schema of the serving version."""
+    """Status (pending/ready/rejected with a reason, expired when the upload never arrived
+    in time, or archived), price, owner, versions and the input schema of the serving
+    version."""
     return ModelPublic.of(service.show(principal, id), with_versions=True)
 
 
@@ -84,7 +87,7 @@ def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPubli
     responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
 def update_model(
-    id: ModelId, body: ModelUpdate, principal: Principal, service: Service
+    id: ModelId, body: ModelUpdate, principal: VerifiedPrincipal, service: Service
 ) -> ModelPublic:
     """Change the price or description (owner or admin)."""
     return ModelPublic.of(service.update(principal, id, body.price, body.description), True)
@@ -96,7 +99,7 @@ def update_model(
     response_class=Response,
     responses={403: problem_doc("Not the owner or an admin"), 404: problem_doc("No such model")},
 )
-def archive_model(id: ModelId, principal: Principal, service: Service) -> Response:
+def archive_model(id: ModelId, principal: VerifiedPrincipal, service: Service) -> Response:
     """Archive a model (owner or admin): it leaves the catalogue and takes no predictions.
     Its owner still sees it, `status: "archived"`, on GET /models/{id}."""
     service.archive(principal, id)

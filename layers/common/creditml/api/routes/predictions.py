@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from creditml.api.dependencies import IdempotencyKey, Principal
-from creditml.api.problems import PROBLEM_RESPONSES, problem_doc, sent_as_json
+from creditml.api.dependencies import IdempotencyKey, Principal, UnmeteredPrincipal
+from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.billing.service import decode_cursor, encode_cursor
-from creditml.errors import UnsupportedMediaType
 from creditml.predictions.schemas import (
     PredictionPage,
     PredictionPublic,
@@ -56,21 +55,24 @@ _REQUEST_BODY: dict[str, Any] = {
         409: problem_doc("Model not ready, or Idempotency-Key reused with another body"),
         410: problem_doc("Model archived"),
         413: problem_doc("Body over the payload limit"),
-        422: problem_doc("Rows do not fit the model (the row and field are named)"),
+        422: problem_doc(
+            "Rows do not fit the model (`validation_error`, the row and field named), the "
+            "model gives no finite result for them (`non_finite_output`), or the JSON nests "
+            "too deeply (`nesting_too_deep`)"
+        ),
     },
 )
 async def predict(
     id: ModelId,
     request: Request,
     key: IdempotencyKey,
-    principal: Principal,
+    principal: UnmeteredPrincipal,  # the debit counts the request against the rate limit
     service: Service,
 ) -> Response:
     """Predict with the model's serving version and pay rows x price, once. Anything that
     fails (bad rows, unready model, insufficient credits, model errors) costs nothing.
     Retrying with the same Idempotency-Key and body returns the same receipt, unbilled."""
-    if not sent_as_json(request):
-        raise UnsupportedMediaType()
+    # The request guard (creditml.api.app) has checked the media type, size and nesting.
     body = await request.body()
     receipt, replayed = service.predict(principal, id, body, key)
     # Serialized directly: FastAPI's re-validation and jsonable_encoder would walk every
