@@ -1,5 +1,7 @@
 """The model checker with tree validation switched off: proves that a crafted tree really
-kills the process that predicts with it, and that vet_model turns that into a rejection."""
+kills the process that predicts with it, and that vet_model turns that into a rejection.
+Run as a zygote (`... zygote`) too: the switch is made before it preloads, so every worker
+it forks inherits it."""
 
 from __future__ import annotations
 

@@ -7,15 +7,33 @@ measures it, validates its trees, inspects it and makes a trial prediction. Its 
 It reports on stdout, one line each: `stage <name>` as it starts each step (so a crash can be
 attributed to one) and finally `result <json>` (`{"schema": ...}` or `{"rejected": reason}`).
 A model that crashes, hangs or exhausts memory takes down only this process.
+
+`python -m creditml.models.sandbox zygote` is the warm variant (creditml.models.vetting
+keeps one per process): it imports numpy, scipy, scikit-learn and every allowlisted module
+once, then serves requests on stdin (a JSON header line with the limits and the file's size,
+then the file) by forking a worker per request. The worker limits itself exactly as the
+one-shot child does, runs the same checks and reports the same lines on a pipe of its own,
+then leaves through `os._exit`; the zygote kills it at the wall-clock limit, reaps it and
+answers on stdout with a JSON header line (worker pid, exit code or negative signal, whether
+it timed out, the sizes of its output and error streams) followed by those two streams. The
+zygote is single-threaded (one BLAS/OpenMP thread, set in its environment), only reads its
+state in the worker (copy-on-write), and exits when its stdin closes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import os
 import resource
+import selectors
+import signal
 import sys
+import time
+import traceback
 import warnings
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 from creditml.models.errors import ModelRejected
 from creditml.models.schema import ModelSchema
@@ -115,6 +133,9 @@ def _result(data: bytes, max_memory_bytes: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    if argv == [ZYGOTE_ARGUMENT]:
+        warnings.simplefilter("ignore")
+        return serve(sys.stdin.buffer, sys.stdout.buffer)
     max_memory_bytes, cpu_seconds, address_space_bytes = (int(value) for value in argv)
     limit_resources(address_space_bytes, cpu_seconds)
     warnings.simplefilter("ignore")
@@ -122,6 +143,168 @@ def main(argv: list[str]) -> int:
     _emit("stage start")
     _emit("result " + json.dumps(_result(data, max_memory_bytes)))
     return 0
+
+
+# The zygote: one warm process that forks a worker per check.
+
+ZYGOTE_ARGUMENT = "zygote"
+# What is kept of a worker's error stream (the end holds the exception).
+_STDERR_TAIL = 64 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+def preload() -> None:
+    """Import, once, what the checks use: the checking modules, and the module of every
+    allowlisted global (numpy, scipy, scikit-learn), so a worker starts with them loaded."""
+    import ctypes  # noqa: F401 - the worker uses it to die with the zygote
+
+    from creditml.models import footprint, safe_loading, trees  # noqa: F401
+    from creditml.models.allowlist import ALLOWED_GLOBALS
+
+    for qualified in sorted(ALLOWED_GLOBALS):
+        parts = qualified.split(".")
+        # "module.qualname": the longest prefix that imports is the module.
+        for end in range(len(parts) - 1, 0, -1):
+            try:
+                importlib.import_module(".".join(parts[:end]))
+            except ImportError:
+                continue
+            break
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> int:
+    """Answer check requests until `requests` closes (the parent is gone or done)."""
+    preload()
+    _reply(replies, {"ready": os.getpid()})
+    while _serve_one(requests, replies):
+        pass
+    return 0
+
+
+def _serve_one(requests: BinaryIO, replies: BinaryIO) -> bool:
+    # The file goes with this frame: the next worker's address space must not hold it.
+    header = requests.readline()
+    if not header:
+        return False
+    request = json.loads(header)
+    data = requests.read(int(request["size"]))
+    if len(data) != request["size"]:
+        return False
+    _reply(replies, *run_worker(data, request))
+    return True
+
+
+def _reply(replies: BinaryIO, header: dict[str, Any], *streams: bytes) -> None:
+    replies.write(json.dumps(header).encode() + b"\n")
+    for stream in streams:
+        replies.write(stream)
+    replies.flush()
+
+
+def run_worker(data: bytes, request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """Check `data` in a forked worker limited as `request` says; the reply header and the
+    worker's output and error streams."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    worker = os.fork()
+    if worker == 0:
+        _work(data, request, (out_read, out_write, err_read, err_write))
+    os.close(out_write)
+    os.close(err_write)
+    deadline = time.monotonic() + float(request["wall"])
+    out, err, finished = _collect(out_read, err_read, deadline)
+    returncode, timed_out = _reap(worker, deadline if finished else None)
+    header = {
+        "worker": worker,
+        "returncode": returncode,
+        "timed_out": timed_out,
+        "stdout": len(out),
+        "stderr": len(err),
+    }
+    return header, out, err
+
+
+def _work(data: bytes, request: dict[str, Any], pipes: tuple[int, int, int, int]) -> NoReturn:
+    """The worker: never returns into the zygote's loop, whatever happens."""
+    code = 1
+    try:
+        _, out_write, _, err_write = pipes
+        # Nothing of the zygote's own pipes stays open here: stdin is /dev/null, stdout and
+        # stderr are this worker's pipes.
+        os.dup2(out_write, 1)
+        os.dup2(err_write, 2)
+        for pipe in pipes:
+            os.close(pipe)
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+        _die_with_zygote()
+        limit_resources(int(request["address_space"]), int(request["cpu"]))
+        _emit("stage start")
+        _emit("result " + json.dumps(_result(data, int(request["memory"]))))
+        code = 0
+    except BaseException:  # noqa: BLE001 - reported on stderr, the exit status says it failed
+        traceback.print_exc()
+    finally:
+        _flush()
+        os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, MemoryError):
+            stream.flush()
+
+
+def _die_with_zygote() -> None:
+    """A worker outliving its zygote (killed meanwhile) would be nobody's to stop."""
+    zygote = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote:
+        os._exit(1)
+
+
+def _collect(out_read: int, err_read: int, deadline: float) -> tuple[bytes, bytes, bool]:
+    """The worker's output and error streams until both close or the deadline passes
+    (then False)."""
+    received = {out_read: bytearray(), err_read: bytearray()}
+    with selectors.DefaultSelector() as selector:
+        for pipe in received:
+            selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map() and (remaining := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                received[key.fd] += chunk
+            if len(received[err_read]) > 2 * _STDERR_TAIL:
+                del received[err_read][:-_STDERR_TAIL]
+        finished = not selector.get_map()
+    for pipe in received:
+        os.close(pipe)
+    return bytes(received[out_read]), bytes(received[err_read][-_STDERR_TAIL:]), finished
+
+
+def _reap(worker: int, deadline: float | None) -> tuple[int, bool]:
+    """The worker's exit code (negative: the signal that ended it) and whether it was
+    killed for time: at once if `deadline` is None, else when it passes."""
+    pause = 0.0005
+    while deadline is not None:
+        done, status = os.waitpid(worker, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), False
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+    os.kill(worker, signal.SIGKILL)
+    _, status = os.waitpid(worker, 0)
+    return os.waitstatus_to_exitcode(status), True
 
 
 if __name__ == "__main__":

@@ -6,20 +6,34 @@ its own address space, CPU time and file writes, then loads the model through th
 with a memory budget, validates its trees and makes a trial prediction. A crash (a signal),
 a hang (the wall-clock timeout), running out of CPU time or memory, or any refusal rejects
 the upload with a reason; only a child that cannot start at all is an error to retry.
+
+Starting Python and importing scikit-learn takes seconds, so each process keeps one warm
+checker, a "zygote" (`python -m creditml.models.sandbox zygote`, started lazily, never by
+forking this multi-threaded process): it has imported everything once and forks a fresh
+worker per check, which applies the same limits and runs the same code; the zygote enforces
+the wall-clock limit and reports how the worker ended. Checks go to it one at a time (a
+lock); a zygote that dies, answers late or garbles its answer is killed and started again
+once for that check, and if it cannot start the check runs in a one-shot child as before.
+The zygote exits when its stdin closes, that is when this process ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from creditml.models.errors import ModelRejected
 from creditml.models.schema import ModelSchema
+from creditml.observability import logger
 
 if TYPE_CHECKING:
     from creditml.settings import Settings
@@ -35,7 +49,8 @@ class VettingLimits:
 
     # Memory the loaded model may take (arrays' bytes plus object overhead).
     max_memory_bytes: int = 512 * _MB
-    # CPU seconds and wall-clock seconds for the whole check, interpreter start included.
+    # CPU seconds and wall-clock seconds for the whole check (a zygote's worker: from its
+    # fork; a one-shot child: interpreter start included).
     trial_cpu_seconds: int = 60
     trial_wall_seconds: float = 120.0
     # Address space the child needs besides the model: the interpreter, numpy, scipy and
@@ -71,6 +86,49 @@ def vet_model(data: bytes, limits: VettingLimits) -> ModelSchema:
     it may not be served, VettingFailed if the checking process could not run."""
     if not data:
         raise ModelRejected("the file is empty")
+    run = check_in_child(data, limits)
+    if run.timed_out:
+        raise ModelRejected(
+            f"checking the model took longer than {limits.trial_wall_seconds:g} s "
+            f"(it stopped while {_stage_words(_stages(run.child.stdout))})"
+        )
+    return _verdict(run.child, limits)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """How one check's process ended: its exit code (negative: the signal that ended it) and
+    streams, whether it was killed for outlasting the wall-clock limit, and its pid."""
+
+    child: subprocess.CompletedProcess[bytes]
+    timed_out: bool
+    pid: int | None = None
+
+
+def check_in_child(data: bytes, limits: VettingLimits) -> CheckRun:
+    """Run the checks on `data` in a fresh process: a worker of this process's zygote, or a
+    one-shot child when no zygote can be had."""
+    with _ZYGOTE_LOCK:
+        zygote = _zygote_for(CHECKER_MODULE)
+        for _ in range(2):  # the zygote it has, then (if that one failed) a new one
+            try:
+                zygote.start()
+            except ZygoteFailed as exc:
+                logger().warning(
+                    "The model checker zygote could not start", extra={"reason": str(exc)}
+                )
+                zygote.stop()
+                break
+            try:
+                return zygote.check(data, limits)
+            except ZygoteFailed as exc:
+                logger().warning("The model checker zygote failed", extra={"reason": str(exc)})
+                zygote.stop()
+    return check_in_one_shot_child(data, limits)
+
+
+def check_in_one_shot_child(data: bytes, limits: VettingLimits) -> CheckRun:
+    """Run the checks on `data` in a child started for them alone."""
     command = [
         sys.executable,
         "-B",
@@ -90,13 +148,198 @@ def vet_model(data: bytes, limits: VettingLimits) -> ModelSchema:
             env=child_environment(),
         )
     except subprocess.TimeoutExpired as exc:
-        raise ModelRejected(
-            f"checking the model took longer than {limits.trial_wall_seconds:g} s "
-            f"(it stopped while {_stage_words(_stages(exc.stdout))})"
-        ) from exc
+        stdout = exc.stdout if isinstance(exc.stdout, bytes) else b""
+        return CheckRun(subprocess.CompletedProcess(command, -signal.SIGKILL, stdout), True)
     except OSError as exc:
         raise VettingFailed(f"the model checker could not start ({exc.strerror})") from exc
-    return _verdict(child, limits)
+    return CheckRun(child, False)
+
+
+class ZygoteFailed(RuntimeError):
+    """The zygote could not start, died, or did not answer as it should."""
+
+
+# How long a zygote may take to import everything, and how long after a check's wall-clock
+# limit its answer may come (forking, reaping, passing the file and the streams).
+ZYGOTE_START_SECONDS = 60.0
+ZYGOTE_REPLY_MARGIN_SECONDS = 15.0
+_CHUNK = 1024 * 1024
+
+
+class Zygote:
+    """The parent's end of one warm checker process (creditml.models.sandbox `zygote`)."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self._process: subprocess.Popen[bytes] | None = None
+        self._received = bytearray()
+
+    @property
+    def pid(self) -> int | None:
+        """The zygote's pid while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the zygote unless it is running, and wait until it is ready."""
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.stop()
+        try:
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-B", "-m", self.module, "zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=child_environment(),
+            )
+        except OSError as exc:
+            raise ZygoteFailed(f"it could not be started ({exc.strerror})") from exc
+        self._received.clear()
+        ready = self._answer(time.monotonic() + ZYGOTE_START_SECONDS)
+        if ready.get("ready") != self._process.pid:
+            raise ZygoteFailed("it did not say it was ready")
+
+    def check(self, data: bytes, limits: VettingLimits) -> CheckRun:
+        """Have a fresh worker of the zygote check `data` within `limits`."""
+        deadline = time.monotonic() + limits.trial_wall_seconds + ZYGOTE_REPLY_MARGIN_SECONDS
+        request = {
+            "size": len(data),
+            "memory": limits.max_memory_bytes,
+            "cpu": limits.trial_cpu_seconds,
+            "address_space": limits.address_space_bytes(len(data)),
+            "wall": limits.trial_wall_seconds,
+        }
+        self._send(json.dumps(request).encode() + b"\n", deadline)
+        self._send(data, deadline)
+        reply = self._answer(deadline)
+        try:
+            stdout = self._receive(int(reply["stdout"]), deadline)
+            stderr = self._receive(int(reply["stderr"]), deadline)
+            child = subprocess.CompletedProcess(
+                [self.module], int(reply["returncode"]), stdout, stderr
+            )
+            return CheckRun(child, bool(reply["timed_out"]), int(reply["worker"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ZygoteFailed(f"it answered {reply!r}") from exc
+
+    def stop(self) -> None:
+        """Kill the zygote (if any) and reap it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait()
+        _close(process)
+
+    def close(self) -> None:
+        """Let the zygote end on its own (its stdin closes), or kill it after a while."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        _close(process)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _pipes(self) -> tuple[int, int]:
+        process = self._process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise ZygoteFailed("it is not running")
+        return process.stdin.fileno(), process.stdout.fileno()
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        pipe = self._pipes()[0]
+        os.set_blocking(pipe, False)
+        view = memoryview(data)
+        with selectors.DefaultSelector() as selector:
+            selector.register(pipe, selectors.EVENT_WRITE)
+            while view:
+                if not selector.select(_remaining(deadline)):
+                    continue
+                try:
+                    view = view[os.write(pipe, view[:_CHUNK]) :]
+                except BlockingIOError:
+                    continue
+                except OSError as exc:  # BrokenPipeError: it died
+                    raise ZygoteFailed(f"it stopped reading ({exc.strerror})") from exc
+
+    def _answer(self, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._received:
+            self._read_more(deadline)
+        line, _, rest = bytes(self._received).partition(b"\n")
+        self._received[:] = rest
+        try:
+            answer = json.loads(line)
+        except ValueError as exc:
+            raise ZygoteFailed(f"it wrote {line[:200]!r}") from exc
+        if not isinstance(answer, dict):
+            raise ZygoteFailed(f"it wrote {line[:200]!r}")
+        return answer
+
+    def _receive(self, size: int, deadline: float) -> bytes:
+        while len(self._received) < size:
+            self._read_more(deadline)
+        received = bytes(self._received[:size])
+        del self._received[:size]
+        return received
+
+    def _read_more(self, deadline: float) -> None:
+        pipe = self._pipes()[1]
+        with selectors.DefaultSelector() as selector:
+            selector.register(pipe, selectors.EVENT_READ)
+            if not selector.select(_remaining(deadline)):
+                raise ZygoteFailed("it did not answer in time")
+        chunk = os.read(pipe, _CHUNK)
+        if not chunk:
+            raise ZygoteFailed("it exited")
+        self._received += chunk
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ZygoteFailed("it did not answer in time")
+    return remaining
+
+
+def _close(process: subprocess.Popen[bytes]) -> None:
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+_ZYGOTE_LOCK = threading.Lock()
+_zygote: Zygote | None = None
+
+
+def _zygote_for(module: str) -> Zygote:
+    """This process's zygote, replaced when the checker module changed (tests point it at a
+    variant); the caller holds _ZYGOTE_LOCK."""
+    global _zygote
+    if _zygote is not None and _zygote.module != module:
+        _zygote.close()
+        _zygote = None
+    if _zygote is None:
+        _zygote = Zygote(module)
+    return _zygote
+
+
+def zygote_pid() -> int | None:
+    """The pid of this process's zygote, if it runs."""
+    with _ZYGOTE_LOCK:
+        return _zygote.pid if _zygote is not None else None
+
+
+@atexit.register
+def stop_zygote() -> None:
+    """Let this process's zygote end (the next check starts another)."""
+    global _zygote
+    with _ZYGOTE_LOCK:
+        if _zygote is not None:
+            _zygote.close()
+            _zygote = None
 
 
 # What the child inherits: enough to start the interpreter, nothing else (in particular no
