@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,7 +22,8 @@ logger = telemetry("devstack").logger
 # Lambda's synchronous invocation payload limit; API Gateway answers 413 past it.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 # How many handlers run at once (the local stand-in for Lambda's concurrency); further
-# requests wait for a slot. Bounded so the AWS clients' pools can be sized to it.
+# requests wait for a slot. Bounded so the AWS clients' pools can be sized to it. Each slot
+# is a long-lived thread, like a warm container: its SDK clients and event loop are reused.
 MAX_CONCURRENT_INVOCATIONS = 64
 _TEXT_TYPES = (
     "application/json",
@@ -128,8 +129,12 @@ class Gateway(ThreadingHTTPServer):
     ) -> None:
         self.template = template
         self.concurrency = concurrency
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._containers = ThreadPoolExecutor(concurrency, thread_name_prefix="lambda")
         super().__init__((host, port), _RequestHandler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._containers.shutdown(wait=False, cancel_futures=True)
 
     @property
     def url(self) -> str:
@@ -151,8 +156,8 @@ class Gateway(ThreadingHTTPServer):
         if len(json.dumps(event)) > MAX_EVENT_BYTES:
             return _problem(413, "payload_too_large", "Request body too large")
         try:
-            with self._slots:
-                response = invoke(self.template.functions[route.function], event)
+            spec = self.template.functions[route.function]
+            response = self._containers.submit(invoke, spec, event).result()
         except Exception:
             logger.exception("Handler failed", extra={"route": route.key})
             return _problem(502, "bad_gateway", "The function failed")

@@ -17,6 +17,7 @@ from creditml.devstack.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECOND
 Handler = Callable[[dict[str, Any], Any], Any]
 _load_lock = threading.Lock()
 _modules: dict[str, ModuleType] = {}
+_this_thread = threading.local()
 
 
 @dataclass
@@ -80,16 +81,22 @@ def load_handler(spec: FunctionSpec) -> Handler:
 def invoke(spec: FunctionSpec, event: dict[str, Any]) -> Any:
     """Call the function's handler with `event` and a fresh context, as one Lambda invocation.
 
-    Each call gets its own event loop (Mangum drives the ASGI app on the thread's loop, and a
-    gateway thread has none).
+    The calling thread keeps one event loop for all its invocations, as a Lambda container
+    does (Mangum drives the ASGI app on the thread's loop). A fresh loop per call would also
+    mean fresh worker threads for the app's sync routes each time, and with them fresh
+    thread-local SDK clients: seconds of service-model loading and memory that only grows.
     """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        # Loaded with the loop in place: importing a function builds its Mangum adapter,
-        # which looks for the thread's loop.
-        handler = load_handler(spec)
-        return handler(event, LambdaContext.for_function(spec))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    asyncio.set_event_loop(thread_loop())
+    # Loaded with the loop in place: importing a function builds its Mangum adapter,
+    # which looks for the thread's loop.
+    handler = load_handler(spec)
+    return handler(event, LambdaContext.for_function(spec))
+
+
+def thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop for invocations, made on first use."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_this_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _this_thread.loop = loop
+    return loop
