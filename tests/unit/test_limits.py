@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from creditml.api.limits import source_ip
 from creditml.api.problems import install_problem_handlers
 from creditml.auth import passwords
+from creditml.auth.emails import canonical_email
 from creditml.auth.roles import Role
 from creditml.auth.service import AuthService
 from creditml.auth.tokens import RefreshClaims, TokenSigner
@@ -33,7 +34,6 @@ from creditml.limits import (
     RequestLimit,
     email_subject,
     ip_subject,
-    normalized_email,
     request_subject,
 )
 from creditml.settings import Settings
@@ -189,14 +189,14 @@ class Logins:
 
     def add(self, email: str, password: str) -> None:
         user = User(id=f"u{len(self.users)}", email=email, role=Role.USER, created_at=NOW)
-        self.claims[normalized_email(email)] = user.id
+        self.claims[canonical_email(email)] = user.id
         self.users[user.id] = (user, passwords.hash_password(password))
 
     def find_login(self, email: str, counter_keys: LoginKeys) -> tuple[str | None, LoginCounters]:
         self.calls.append("read claim+counters")
         email_failures = self.emails.get(counter_keys.email, EmailFailures())
         seen = LoginCounters(email_failures, self.ips.get(counter_keys.ip, 0))
-        return self.claims.get(normalized_email(email)), seen
+        return self.claims.get(canonical_email(email)), seen
 
     def credentials(self, user_id: str) -> tuple[User, str] | None:
         self.calls.append("read user")
@@ -381,3 +381,12 @@ def test_the_local_stack_keeps_the_operators_limit(template: Template) -> None:
     variables = template.document["Globals"]["Function"]["Environment"]["Variables"]
     parameter = variables["RATE_LIMIT_PER_MINUTE"]["Ref"]
     assert json.dumps(template.parameters[parameter]["Default"]) == "600"
+
+
+def test_every_spelling_of_an_account_shares_its_email_counter() -> None:
+    """The counter's key is the account's own (creditml.auth.emails.canonical_email), so no
+    spelling that logs in to the same account escapes its backoff."""
+    spellings = ["Jo@Example.com", "\uff2ao@example.com", " jo@EXAMPLE.COM ", "JO@example.com"]
+    assert len({canonical_email(spelling) for spelling in spellings}) == 1
+    assert len({email_subject(spelling) for spelling in spellings}) == 1
+    assert email_subject("j\u030co@example.com") == email_subject("\u01f0o@example.com")

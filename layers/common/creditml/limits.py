@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from creditml.auth.emails import canonical_email
 from creditml.errors import RateLimited
 
 WINDOW_SECONDS = 60
@@ -112,16 +112,11 @@ class RequestLimit:
 # ---- Login throttling ---------------------------------------------------------------------
 
 
-def normalized_email(email: str) -> str:
-    """The email as logins and registrations compare it: trimmed, Unicode NFKC, case-folded
-    (so visually identical spellings share one counter)."""
-    return unicodedata.normalize("NFKC", email.strip()).casefold()
-
-
 def email_subject(email: str) -> str:
     """The key of an email's failure counter: a hash, so the limits table holds no
     addresses (failed logins are often typos of someone else's)."""
-    digest = hashlib.sha256(normalized_email(email).encode()).hexdigest()
+    # The account's own key (creditml.auth.emails): spellings of one address share a counter.
+    digest = hashlib.sha256(canonical_email(email).encode()).hexdigest()
     return f"login:email:{digest[:32]}"
 
 
