@@ -50,13 +50,6 @@ def test_a_short_soak_has_no_errors_and_the_ledger_adds_up(soaked: tuple[Any, st
 
 
 @pytest.mark.soak
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, issue 10 still open: the local stack's RSS grows by about 3 MiB/s "
-    "under mixed traffic while its traced Python heap stays flat (native memory; not SDK "
-    "clients, malloc arenas or BLAS threads, measured). strict: this fails once it is fixed, "
-    "so the marker must go then.",
-)
 def test_a_short_soak_keeps_the_stacks_memory_flat(soaked: tuple[Any, str]) -> None:
     result, report = soaked
     assert result.memory_ok, report

@@ -19,6 +19,7 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from creditml.devstack import transactions
 from creditml.devstack.template import Resolver, Template
 from creditml.storage.clients import client_config
 
@@ -44,6 +45,7 @@ class EmbeddedAws:
     """moto's server on a loopback port, serialized; `endpoint` is its URL."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        transactions.install()
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
         self.endpoint = f"http://{host}:{self._server.server_port}"
