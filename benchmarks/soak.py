@@ -13,7 +13,10 @@ log in, top up, predict on the demo model (some requests deliberately beyond the
                    did not expect (a 402 on a deliberate overdraft is expected, not an error)
   memory flat      RSS of the stack's process, sampled every --sample-seconds: the median of
                    the last tenth of the run exceeds the median around its halfway point by
-                   less than --max-growth-mb (the first half is warm-up: caches, pools)
+                   less than --max-growth-mb (the first half is warm-up: caches, pools) plus
+                   the data the embedded AWS keeps in memory for what the second half wrote
+                   (STORED_KIB_PER_WRITE per successful write: a DynamoDB on AWS keeps it
+                   outside the process, moto inside)
   ledger           `creditml ledger verify` passes at the end (balance == sum of entries)
 
 Exit status 0 when all three pass. tests/e2e/test_soak.py runs a short variant in CI.
@@ -45,6 +48,11 @@ CREDITML = str(Path(sys.executable).with_name("creditml"))
 PASSWORD = "soak test password"  # noqa: S105 (throwaway accounts of a local stack)
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 MAX_ERROR_RATE = 0.001
+# What moto keeps per written ledger entry, its stream record included: 7.8 KiB measured
+# (2,000 debit-shaped items into a table with a NEW_IMAGE stream, RSS before and after),
+# rounded up for the counters, sessions and usage items a write also touches.
+STORED_KIB_PER_WRITE = 12
+WRITES = {("predict", 200), ("top_up", 201), ("register", 201), ("login", 200)}
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    writes: list[float] = field(default_factory=list)  # when each successful write ended
+    started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(
@@ -64,6 +74,8 @@ class Stats:
             self.statuses[(operation, status)] += 1
             if status not in expected:
                 self.errors[f"{operation} -> {status}"] += 1
+            if (operation, status) in WRITES:
+                self.writes.append(time.monotonic() - self.started)
 
     @property
     def requests(self) -> int:
@@ -197,8 +209,14 @@ class SoakResult:
         return memory_growth(self.samples, self.duration)
 
     @property
+    def stored_allowance(self) -> int:
+        """Bytes the embedded AWS keeps for the data written in the second half."""
+        written = sum(1 for moment in self.stats.writes if moment >= self.duration / 2)
+        return written * STORED_KIB_PER_WRITE * 1024
+
+    @property
     def memory_ok(self) -> bool:
-        return self.growth[2] < self.max_growth_mb * 1024 * 1024
+        return self.growth[2] < self.max_growth_mb * 1024 * 1024 + self.stored_allowance
 
     @property
     def passed(self) -> bool:
@@ -246,13 +264,13 @@ def soak(
     seed: int = 0,
 ) -> SoakResult:
     """Drive the stack at `url` (process `pid`, state file under `cwd`) and measure."""
-    stats = Stats()
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
     sampler = threading.Thread(
         target=sample_memory, args=(pid, sample_seconds, stop, samples), daemon=True
     )
-    started = time.monotonic()
+    stats = Stats()
+    started = stats.started
     sampler.start()
     try:
         drive(url, users, seconds, seed, stats)
@@ -288,7 +306,8 @@ def table(result: SoakResult) -> str:
         + (f"  {dict(stats.errors)}" if stats.errors else ""),
         f"stack RSS       start {result.samples[0][1] / mib:.0f} MiB, halfway {half / mib:.0f} "
         f"MiB, end {last / mib:.0f} MiB, growth over the last half {growth / mib:+.1f} MiB "
-        f"(limit {result.max_growth_mb:.0f} MiB)",
+        f"(limit {result.max_growth_mb:.0f} MiB + {result.stored_allowance / mib:.1f} MiB "
+        f"for the data stored meanwhile)",
         f"ledger verify   {'ok' if result.ledger_ok else 'FAILED'}: "
         f"{result.ledger_output.splitlines()[-1] if result.ledger_output else ''}",
         f"result          {'PASS' if result.passed else 'FAIL'}",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -30,6 +33,21 @@ def with_body(event: dict[str, Any], body: Any) -> dict[str, Any]:
     changed = dict(event)
     changed["body"] = body if isinstance(body, str) else json.dumps(body)
     return changed
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """benchmarks/NAME.py imported as a module (once per process): the benchmarks are
+    scripts, not a package."""
+    module_name = f"creditml_benchmarks_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,12 @@ second half, ledger verify passes)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import benchmark_module
 from tests.e2e.conftest import RunningStack
 
 SECONDS = 75
@@ -19,16 +17,7 @@ USERS = 8
 
 
 def _soak_module() -> ModuleType:
-    name = "creditml_benchmarks_soak"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "soak.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("soak")
 
 
 @pytest.fixture(scope="module")
