@@ -13,6 +13,8 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
   model load ratio        fetch + reassemble + decrypt + load of a ~50 MB forest from the
                           local stack / plain joblib.load of the file   target <= 1.5
   per-row ratio           (1,000-row request time / 1,000) / 1-row request time  target <= 0.02
+  usage reports           aggregator writes per prediction, /reports/usage latency, daily
+                          report time: see benchmarks/reports.py
 
 Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
 """
@@ -48,6 +50,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from creditml.devstack.template import Template  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from reports import bench_reports, in_process_aws  # noqa: E402
+
 
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
@@ -70,29 +75,6 @@ def _forest(target_bytes: int, seed: int = 0) -> RandomForestClassifier:
     return RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(
         features, labels
     )
-
-
-@contextmanager
-def _in_process_aws() -> Iterator[dict[str, str]]:
-    """moto in-process with the template's resources, this process set up as a container."""
-    from moto import mock_aws
-
-    from creditml.devstack.aws import function_environment, provision
-    from creditml.devstack.stack import apply_environment, aws_environment
-
-    environment = aws_environment("unused")
-    del environment["AWS_ENDPOINT_URL"]
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.update(environment)
-    with mock_aws():
-        template = Template(ROOT / "template.yaml")
-        provisioned = provision(template, "bench")
-        environment |= function_environment(template, provisioned, "bench")
-        # The warm rows make thousands of predictions a minute on one account: not what the
-        # per-user limit (DESIGN §12) is measured by here.
-        environment["RATE_LIMIT_PER_MINUTE"] = str(10**9)
-        apply_environment(environment)
-        yield environment
 
 
 def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
@@ -195,7 +177,7 @@ def bench_warm_path(iterations: int = 2000) -> dict[str, Any]:
     model = LogisticRegression().fit(features, labels)
     row = [features[0].tolist()]
     matrix = np.asarray(row)
-    with _in_process_aws():
+    with in_process_aws():
         setup = _warm_handler_setup(model)
         for _ in range(50):
             _call(setup, row)  # warm: model cached, metadata cached, code paths hot
@@ -472,6 +454,55 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
         "<= 1.5",
     ),
     ("1,000-row per-row time / 1-row time", "per_row_ratio", "x", lambda v: v <= 0.02, "<= 0.02"),
+    (
+        "aggregator items / prediction (50/s)",
+        "aggregator_items_per_prediction",
+        "",
+        lambda v: True,
+        "report",
+    ),
+    (
+        "aggregator write units / prediction",
+        "aggregator_write_units_per_prediction",
+        "",
+        lambda v: True,
+        "report",
+    ),
+    (
+        "/reports/usage warm, 10k preds (day)",
+        "usage_latency_day_median_ms",
+        "ms",
+        lambda v: v <= 50,
+        "<= 50",
+    ),
+    (
+        "  same, product's own (minus AWS)",
+        "usage_own_cost_day_median_ms",
+        "ms",
+        lambda v: v <= 50,
+        "<= 50",
+    ),
+    (
+        "/reports/usage warm (group_by=model)",
+        "usage_latency_model_median_ms",
+        "ms",
+        lambda v: v <= 50,
+        "<= 50",
+    ),
+    (
+        "daily report, 100k predictions",
+        "daily_report_s",
+        "s",
+        lambda v: v <= 60,
+        "<= 60",
+    ),
+    (
+        "  same, product's own (minus AWS)",
+        "daily_report_own_s",
+        "s",
+        lambda v: v <= 60,
+        "<= 60",
+    ),
 ]
 
 
@@ -480,6 +511,7 @@ def main() -> int:
     results |= bench_warm_path()
     results |= bench_auth_import()
     results |= bench_cold_predict_and_load()
+    results |= bench_reports()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(name) for name, *_ in TARGETS)
     lines = [f"{'metric':<{width}}  {'value':>12}  {'target':>8}  met"]

@@ -49,12 +49,14 @@ def invoke(stack: RunningStack, function: str, event: Path, *args: str) -> dict[
 
 def _function_for(template: Template, event: dict[str, Any]) -> str:
     """The function template.yaml hands this event to: its route's, the one an S3 bucket
-    notifies, or the one a schedule runs."""
-    if event.get("source") == "aws.events":
+    notifies or a DynamoDB stream triggers, or the one a schedule runs."""
+    if event.get("source") == "aws.events":  # the rule's name ends with the function's folder
+        rule = event["resources"][0].rsplit("/", 1)[1]
         scheduled = [
             spec.logical_id
             for spec in template.functions.values()
             if any(trigger.get("Type") == "Schedule" for trigger in spec.events.values())
+            and rule.endswith(spec.code_uri.name.replace("_", "-"))
         ]
         assert len(scheduled) == 1, scheduled
         return scheduled[0]
@@ -62,11 +64,12 @@ def _function_for(template: Template, event: dict[str, Any]) -> str:
         routes = [route for route in template.routes if route.key == event["routeKey"]]
         assert routes, f"template.yaml has no route {event['routeKey']}"
         return routes[0].function
-    assert {record["eventSource"] for record in event["Records"]} == {"aws:s3"}
+    (source,) = {record["eventSource"] for record in event["Records"]}
+    trigger_type = {"aws:s3": "S3", "aws:dynamodb": "DynamoDB"}[source]
     triggered = [
         spec.logical_id
         for spec in template.functions.values()
-        if any(trigger.get("Type") == "S3" for trigger in spec.events.values())
+        if any(trigger.get("Type") == trigger_type for trigger in spec.events.values())
     ]
     assert len(triggered) == 1, triggered
     return triggered[0]
@@ -118,15 +121,20 @@ def test_every_event_invokes_successfully(
     assert main([*arguments, *given]) == 0
     response = json.loads(capsys.readouterr().out)
 
-    if "Records" in event:
+    if "Records" in event and "batchItemFailures" in response:  # a ledger stream batch
+        assert response == {"batchItemFailures": []}, response
+    elif "Records" in event:
         (registration,) = response["registrations"]
         # The stack's own S3 notification may register the upload first: then this
         # delivery is recognised as a duplicate.
         assert registration["outcome"] in ("ready", "already_done"), registration
         model_id = registration["key"].split("/")[0]
         assert _wait_until_decided(http, caller, model_id) == "ready"
-    elif "source" in event:  # a scheduled run: how many pending versions it expired
+    elif "source" in event and "expired" in response:  # the sweep: versions it expired
         assert isinstance(response["expired"], int), response
         assert response["expired"] >= 0, response
+    elif "source" in event:  # the daily report of the day before the event's time
+        assert response["date"] == "2026-11-28", response
+        assert response["ledger_cross_check"] is True, response
     else:
         assert 200 <= response["statusCode"] < 300, response

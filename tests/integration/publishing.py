@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import uuid
 import warnings
 from typing import Any
 
@@ -11,14 +13,17 @@ import joblib
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
+from creditml.auth.roles import Role
 from creditml.devstack import runtime
+from creditml.devstack.gateway import to_http_response
 from creditml.models.service import hash_upload_token, new_upload_token, upload_key
 from creditml.settings import get_settings
 from creditml.storage.model_parts import TOKEN_FIELD, Uploads
 from creditml.storage.models import version_sk
 from tests.conftest import load_event, with_body
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, register_and_login
 
+PREDICT = "PredictFunction"
 ROWS = np.random.default_rng(1).normal(size=(60, 4))
 LABELS = (ROWS[:, 0] > 0).astype(int)
 
@@ -84,3 +89,47 @@ def publish(api: Api, token: str, data: bytes | None = None, price: int = 2) -> 
     )
     assert result["registrations"][0]["outcome"] == "ready", result
     return str(created["model_id"])
+
+
+def grant(api: Api, user_id: str, amount: int) -> None:
+    """A new admin grants `user_id` `amount` credits."""
+    admin = register_and_login(api, f"root-{uuid.uuid4().hex[:6]}@example.com", role=Role.ADMIN)
+    event = load_event(
+        "billing_grant",
+        access_token=admin["access"],
+        demo_user_id=user_id,
+        idempotency_key=str(uuid.uuid4()),
+    )
+    status, entry = api.call(
+        "BillingFunction", with_body(event, {"amount": amount, "user_id": user_id})
+    )
+    assert status == 201, entry
+
+
+def predict_raw(
+    api: Api,
+    token: str,
+    model_id: str,
+    body: Any,
+    key: str | None = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """The predict handler's raw Lambda response to one prediction request."""
+    event = load_event(
+        "predictions_create",
+        access_token=token,
+        model_id=model_id,
+        idempotency_key=key or str(uuid.uuid4()),
+    )
+    event = with_body(event, body)
+    event["headers"]["content-type"] = content_type
+    response: dict[str, Any] = runtime.invoke(api._template.functions[PREDICT], event)
+    return response
+
+
+def predict(
+    api: Api, token: str, model_id: str, body: Any, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """(status, body) of one prediction request."""
+    status, _, raw = to_http_response(predict_raw(api, token, model_id, body, key))
+    return status, json.loads(raw)

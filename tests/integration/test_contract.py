@@ -46,6 +46,7 @@ HTTP_FUNCTIONS = [
     "DocsFunction",
     "ModelsFunction",
     "PredictFunction",
+    "ReportsFunction",
 ]
 
 

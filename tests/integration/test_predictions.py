@@ -21,55 +21,15 @@ from sklearn.preprocessing import StandardScaler
 from creditml.api.routes.predictions import get_prediction_service
 from creditml.auth.roles import Role
 from creditml.composition.predictions import build_prediction_service
-from creditml.devstack import runtime
-from creditml.devstack.gateway import to_http_response
 from creditml.settings import get_settings
 from tests.conftest import load_event, with_body
 from tests.integration.conftest import Api, register_and_login
 from tests.integration.publishing import LABELS, ROWS, create_model, model_file, publish
+from tests.integration.publishing import grant as _grant
+from tests.integration.publishing import predict as _predict
+from tests.integration.publishing import predict_raw as _predict_raw
 
 PREDICT = "PredictFunction"
-
-
-def _grant(api: Api, user_id: str, amount: int) -> None:
-    admin = register_and_login(api, f"root-{uuid.uuid4().hex[:6]}@example.com", role=Role.ADMIN)
-    event = load_event(
-        "billing_grant",
-        access_token=admin["access"],
-        demo_user_id=user_id,
-        idempotency_key=str(uuid.uuid4()),
-    )
-    status, entry = api.call(
-        "BillingFunction", with_body(event, {"amount": amount, "user_id": user_id})
-    )
-    assert status == 201, entry
-
-
-def _predict_raw(
-    api: Api,
-    token: str,
-    model_id: str,
-    body: Any,
-    key: str | None = None,
-    content_type: str = "application/json",
-) -> dict[str, Any]:
-    event = load_event(
-        "predictions_create",
-        access_token=token,
-        model_id=model_id,
-        idempotency_key=key or str(uuid.uuid4()),
-    )
-    event = with_body(event, body)
-    event["headers"]["content-type"] = content_type
-    response: dict[str, Any] = runtime.invoke(api._template.functions[PREDICT], event)
-    return response
-
-
-def _predict(
-    api: Api, token: str, model_id: str, body: Any, key: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    status, _, raw = to_http_response(_predict_raw(api, token, model_id, body, key))
-    return status, json.loads(raw)
 
 
 def _balance(api: Api, token: str) -> int:

@@ -111,18 +111,32 @@ class ModelArchived(DomainError):
     title = "The model is archived and takes no predictions"
 
 
-class InputsInvalid(DomainError):
-    """Prediction rows that do not fit the model; names the row and field."""
+class InvalidParameter(DomainError):
+    """A request value with a valid type but an invalid value (a date range backwards,
+    say); names the field, like FastAPI's own 422s."""
 
     status = 422
     code = "validation_error"
     title = "The request is not valid"
+    kind: ClassVar[str] = "invalid_value"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(
             f"{field} {message}",
-            errors=[{"field": field, "message": message, "type": "invalid_input"}],
+            errors=[{"field": field, "message": message, "type": self.kind}],
         )
+
+
+class InputsInvalid(InvalidParameter):
+    """Prediction rows that do not fit the model; names the row and field."""
+
+    kind = "invalid_input"
+
+
+class ReportNotFound(DomainError):
+    status = 404
+    code = "report_not_found"
+    title = "There is no report for this day yet"
 
 
 class UnsupportedMediaType(DomainError):

@@ -26,6 +26,10 @@ class Settings(BaseModel):
     sessions_table: str = Field("creditml-sessions", alias="SESSIONS_TABLE")
     ledger_table: str = Field("creditml-ledger", alias="LEDGER_TABLE")
     limits_table: str = Field("creditml-limits", alias="LIMITS_TABLE")
+    usage_table: str = Field("creditml-usage", alias="USAGE_TABLE")
+    reports_bucket: str = Field("creditml-reports", alias="REPORTS_BUCKET")
+    # The function that makes daily reports (POST /reports/daily/{date} starts it).
+    usage_report_function: str = Field("usage-report", alias="USAGE_REPORT_FUNCTION")
     jwt_secret_id: str = Field("creditml/jwt-signing-key", alias="JWT_SECRET_ARN")
     # How long a fetched signing secret is trusted before it is read again (rotation window).
     jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)

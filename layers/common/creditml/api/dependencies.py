@@ -23,6 +23,7 @@ from creditml.composition.auth import auth_service
 from creditml.composition.billing import billing_service
 from creditml.composition.core import revocation_list, token_signer, user_directory
 from creditml.composition.models import model_service
+from creditml.composition.reports import daily_reports, reports_service
 from creditml.errors import (
     Forbidden,
     IdempotencyKeyRequired,
@@ -32,6 +33,7 @@ from creditml.errors import (
     UserNotFound,
 )
 from creditml.models.service import ModelService
+from creditml.reports.service import DailyReports, ReportsService
 from creditml.storage.users import UserRepository
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
@@ -71,6 +73,14 @@ async def get_model_service() -> ModelService:
     return model_service()
 
 
+async def get_reports_service() -> ReportsService:
+    return reports_service()
+
+
+async def get_daily_reports() -> DailyReports:
+    return daily_reports()
+
+
 async def get_user_directory() -> UserRepository:
     return user_directory()
 
@@ -99,6 +109,8 @@ VerifiedPrincipal = Annotated[AccessClaims, Depends(verified_principal)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 BillingServiceDep = Annotated[BillingService, Depends(get_billing_service)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+ReportsServiceDep = Annotated[ReportsService, Depends(get_reports_service)]
+DailyReportsDep = Annotated[DailyReports, Depends(get_daily_reports)]
 
 
 def require_role(required: Role) -> object:

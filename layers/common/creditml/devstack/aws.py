@@ -19,7 +19,8 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from creditml.devstack import transactions
+from creditml.devstack import queries, transactions
+from creditml.devstack.lambdas import LocalLambda
 from creditml.devstack.template import Resolver, Template
 from creditml.storage.clients import client_config
 
@@ -42,12 +43,15 @@ class _SerializedApp:
 
 
 class EmbeddedAws:
-    """moto's server on a loopback port, serialized; `endpoint` is its URL."""
+    """moto's server on a loopback port, serialized, with Lambda's Invoke API for the
+    template's functions (`lambdas.serve`); `endpoint` is its URL."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         transactions.install()
-        app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        queries.install()
+        # Lambda's Invoke API in front of the lock: invoked functions call AWS themselves.
+        self.lambdas = LocalLambda(_SerializedApp(DomainDispatcherApplication(create_backend_app)))
+        self._server: BaseWSGIServer = make_server(host, port, self.lambdas, threaded=True)
         self.endpoint = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="embedded-aws", daemon=True
@@ -58,6 +62,7 @@ class EmbeddedAws:
         return self
 
     def stop(self) -> None:
+        self.lambdas.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -86,12 +91,30 @@ _TABLE_KEYS = (
 )
 
 
-def _create_table(client: Any, name: str, props: Mapping[str, Any]) -> None:
+def _create_table(client: Any, name: str, props: Mapping[str, Any]) -> str | None:
+    """Create table `name` from its template properties; returns its stream's ARN, if any."""
     kwargs = {key: props[key] for key in _TABLE_KEYS if key in props}
-    client.create_table(TableName=name, **kwargs)
+    if "StreamSpecification" in kwargs:
+        # CloudFormation's StreamSpecification has only the view type; the API's also
+        # wants StreamEnabled.
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **kwargs["StreamSpecification"]}
+    created = client.create_table(TableName=name, **kwargs)["TableDescription"]
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
         client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+    stream_arn: str | None = created.get("LatestStreamArn")
+    return stream_arn
+
+
+def _create_queue(client: Any, name: str, props: Mapping[str, Any]) -> dict[str, str]:
+    """Create SQS queue `name` (what `!GetAtt Queue.Arn` names: failure destinations)."""
+    attributes = {}
+    if props.get("FifoQueue"):
+        name = name if name.endswith(".fifo") else f"{name}.fifo"
+        attributes["FifoQueue"] = "true"
+    url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return {"Arn": arn["Attributes"]["QueueArn"], "QueueName": name, "QueueUrl": url}
 
 
 def _generate_secret(spec: Mapping[str, Any]) -> str:
@@ -113,8 +136,9 @@ def pseudo_parameters(stack_name: str) -> dict[str, str]:
 
 
 def provision(template: Template, prefix: str, session: boto3.Session | None = None) -> Provisioned:
-    """Create every table, bucket, KMS key and secret of `template` (from its own definitions)
-    in whatever AWS `session` reaches: the embedded server, or moto's in-process mock.
+    """Create every table, bucket, KMS key, secret and queue of `template` (from its own
+    definitions) in whatever AWS `session` reaches: the embedded server, or moto's
+    in-process mock.
     `prefix` also stands for the stack name."""
     session = session or boto3.Session(region_name=REGION)
     physical: dict[str, str] = {}
@@ -123,9 +147,11 @@ def provision(template: Template, prefix: str, session: boto3.Session | None = N
     dynamodb = session.client("dynamodb", config=client_config())
     for logical_id, resource in template.resources_of("AWS::DynamoDB::Table").items():
         name = f"{prefix}-{logical_id}"
-        _create_table(dynamodb, name, resource.get("Properties", {}))
+        stream_arn = _create_table(dynamodb, name, resource.get("Properties", {}))
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": _table_arn(name)}
+        if stream_arn:
+            attributes[logical_id]["StreamArn"] = stream_arn
     s3 = session.client("s3", config=client_config())
     for logical_id, resource in template.resources_of("AWS::S3::Bucket").items():
         given = resource.get("Properties", {}).get("BucketName")
@@ -146,6 +172,15 @@ def provision(template: Template, prefix: str, session: boto3.Session | None = N
         arn = secretsmanager.create_secret(Name=f"{prefix}/{logical_id}", SecretString=value)["ARN"]
         physical[logical_id] = arn
         attributes[logical_id] = {"Arn": arn}
+    sqs = session.client("sqs", config=client_config())
+    for logical_id, resource in template.resources_of("AWS::SQS::Queue").items():
+        props = resource.get("Properties", {})
+        given = props.get("QueueName")
+        queue = _create_queue(
+            sqs, str(names.resolve(given)) if given else f"{prefix}-{logical_id}", props
+        )
+        physical[logical_id] = queue["QueueUrl"]  # Ref of a queue is its URL
+        attributes[logical_id] = queue
     return Provisioned(physical, attributes)
 
 

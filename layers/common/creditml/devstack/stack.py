@@ -18,11 +18,19 @@ from creditml.billing.ledger import request_hash
 from creditml.composition import forget_components
 from creditml.composition.auth import auth_service
 from creditml.composition.core import ledger
-from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
+from creditml.devstack.aws import (
+    REGION,
+    EmbeddedAws,
+    function_environment,
+    provision,
+    pseudo_parameters,
+)
 from creditml.devstack.events import DEMO_MODEL_NAME
 from creditml.devstack.gateway import MAX_CONCURRENT_INVOCATIONS, Gateway
 from creditml.devstack.s3events import S3EventPump, subscribe
-from creditml.devstack.template import Template
+from creditml.devstack.streams import StreamEventPump
+from creditml.devstack.streams import subscribe as subscribe_streams
+from creditml.devstack.template import Resolver, Template
 from creditml.errors import EmailTaken
 from creditml.settings import get_settings
 from creditml.storage.clients import size_pools
@@ -34,8 +42,9 @@ DEFAULT_DEMO_EMAIL = "demo@creditml.local"
 DEMO_CREDITS = 1_000
 DEMO_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 # Threads of this process that may call AWS at once: every gateway slot, the S3 event pump,
-# and the main thread (seeding the demo model while the pump registers it).
-AWS_CALLER_THREADS = MAX_CONCURRENT_INVOCATIONS + 2
+# the stream event pump, and the main thread (seeding the demo model while the pump
+# registers it).
+AWS_CALLER_THREADS = MAX_CONCURRENT_INVOCATIONS + 3
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,7 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.accounts: list[DemoAccount] = []
         self.events: S3EventPump | None = None
+        self.streams: StreamEventPump | None = None
         self.demo_model_id: str | None = None
         self._gateway_thread: threading.Thread | None = None
 
@@ -196,6 +206,16 @@ class LocalStack:
         environment |= overrides
         apply_environment(environment)
         self.environment = environment
+        resolver = Resolver(
+            self.template,
+            provisioned.physical,
+            provisioned.attributes,
+            pseudo_parameters(STACK_NAME),
+        )
+        self.aws.lambdas.serve(self.template.functions, resolver.resolve)
+        # Stream subscriptions start before any data, as a deploy's event source mappings do.
+        self.streams = StreamEventPump(subscribe_streams(self.template, provisioned, STACK_NAME))
+        self.streams.start()
         self.accounts = [
             seed_account(
                 admin_email or DEFAULT_ADMIN_EMAIL,
@@ -224,6 +244,8 @@ class LocalStack:
     def stop(self) -> None:
         if self.events is not None:
             self.events.stop()
+        if self.streams is not None:
+            self.streams.stop()
         if self.gateway is not None:
             self.gateway.shutdown()
             self.gateway.server_close()

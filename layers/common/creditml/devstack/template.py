@@ -128,6 +128,8 @@ class FunctionSpec:
     events: Mapping[str, Any] = field(default_factory=dict)
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    # Retries and failure destination of asynchronous invocations (unresolved intrinsics).
+    event_invoke_config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def module_path(self) -> Path:
@@ -198,6 +200,7 @@ class Template:
                 events=events,
                 memory_mb=self._number(props, "MemorySize", DEFAULT_MEMORY_MB),
                 timeout_seconds=self._number(props, "Timeout", DEFAULT_TIMEOUT_SECONDS),
+                event_invoke_config=props.get("EventInvokeConfig", {}),
             )
         return specs
 
@@ -260,6 +263,9 @@ class Resolver:
             return self._pseudo[name]
         if name in self._physical:
             return self._physical[name]
+        function = name.removesuffix(".Alias")
+        if function in self._template.resources_of(FUNCTION):  # locally: named by its id
+            return function
         if name in self._template.parameters:
             return str(self._template.parameters[name].get("Default", ""))
         raise TemplateError(f"cannot resolve Ref {name} locally")

@@ -79,7 +79,7 @@ class Transaction:
         item: Model,
         *,
         actions: list[Action],
-        condition: Condition,
+        condition: Condition | None,
         return_old: bool = False,
     ) -> None:
         """Add a conditional update; `return_old` returns the item as it was when it fails."""

@@ -16,8 +16,9 @@ version or a replayed key is resolved without a separate read.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
@@ -39,6 +40,8 @@ from creditml.billing.entries import (
     Written,
 )
 from creditml.limits import MinuteCount
+from creditml.reports.daily import LedgerDay
+from creditml.reports.usage import Tally
 from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.models import check_still_serving
 from creditml.storage.tables import bind_table
@@ -271,3 +274,28 @@ class LedgerRepository:
                 entries.append(_entry(item))
         for account_id, (states, entries) in sorted(grouped.items()):
             yield account_id, (states[0] if states else None), entries
+
+    def debits_on(self, day: date) -> LedgerDay:
+        """Every prediction debit of one UTC day, per model: predictions, rows, credits
+        and the accounts that paid (the daily report's cross-check and distinct users,
+        read from the ledger itself).
+
+        A filtered scan of the whole table: its cost grows with the ledger, not the day
+        (see docs/DECISIONS.md, "Usage reports"). Entries are stamped in UTC, so the day is
+        a prefix of `created_at`."""
+        tallies: dict[str, Tally] = defaultdict(Tally)
+        users: dict[str, set[str]] = defaultdict(set)
+        condition = (_LedgerItem.kind == str(EntryKind.DEBIT)) & _LedgerItem.created_at.startswith(
+            day.isoformat()
+        )
+        scanned = self._item.scan(
+            filter_condition=condition,
+            attributes_to_get=["account_id", "amount", "details"],
+            consistent_read=False,  # half the read units; the day ended minutes ago
+        )
+        for item in scanned:
+            details = dict(item.details or {})
+            model_id = str(details["model_id"])
+            tallies[model_id] += Tally(1, int(details["rows"]), -int(item.amount or 0))
+            users[model_id].add(str(item.account_id))
+        return LedgerDay(dict(tallies), {m: frozenset(ids) for m, ids in users.items()})

@@ -16,6 +16,7 @@ not read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -241,6 +242,19 @@ class ModelRepository:
         except DoesNotExist as exc:
             raise ModelNotFound() from exc
         return _model(item, [])
+
+    def heads(self, model_ids: Iterable[str]) -> dict[str, Model]:
+        """The models (without versions) among `model_ids`, by id; unknown ids are left out."""
+        keys = [(model_id, MODEL_SK) for model_id in sorted(set(model_ids))]
+        return {str(item.model_id): _model(item, []) for item in self._item.batch_get(keys)}
+
+    def names(self, model_ids: Iterable[str]) -> dict[str, str]:
+        """Model id -> name, for the known ids among `model_ids`."""
+        return {model_id: model.name for model_id, model in self.heads(model_ids).items()}
+
+    def owners(self, model_ids: Iterable[str]) -> dict[str, str]:
+        """Model id -> owner id, for the known ids among `model_ids`."""
+        return {model_id: model.owner_id for model_id, model in self.heads(model_ids).items()}
 
     def upload_state(self, model_id: str, version: int) -> VersionUpload | None:
         """A version's status and upload binding; None when there is no such version."""
