@@ -16,6 +16,7 @@ import pytest
 
 from creditml.api.dependencies import get_daily_reports
 from creditml.auth.roles import Role
+from creditml.cli import main
 from creditml.composition.core import ledger_repository
 from creditml.composition.models import model_repository
 from creditml.composition.reports import usage_counters
@@ -402,3 +403,23 @@ def test_a_finished_day_that_disagrees_with_the_ledger_fails_loudly(
     metrics.clear()
     reports.make(today)
     assert metrics == [("LedgerCrossCheckMismatch", 0)]
+
+
+def test_a_backfill_counts_what_the_stream_never_delivered_once(
+    api: Api, world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Debits written before the ledger's stream fed the aggregator (or a batch it gave
+    up on): `creditml usage backfill` counts them, each once, however often it runs."""
+    records = [
+        r for r in stream_records() if r["dynamodb"]["NewImage"].get("kind") == {"S": "debit"}
+    ]
+    aggregate(api, records[:2])  # the stream delivered only two of the five
+    assert main(["usage", "backfill"]) == 0
+    assert "5 debits in the ledger, 3 newly counted, 2 counted before" in capsys.readouterr().out
+    _, body = usage(api, world["admin"]["access"], "scope=all")
+    assert body["totals"] == sums(ledger_debits())
+    assert main(["usage", "backfill"]) == 0
+    assert "0 newly counted" in capsys.readouterr().out
+    aggregate(api, records)  # and the stream, late, counts nothing again
+    _, again = usage(api, world["admin"]["access"], "scope=all")
+    assert again["totals"] == body["totals"]

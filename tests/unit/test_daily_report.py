@@ -118,3 +118,18 @@ def test_report_days_are_past_or_current_utc_days(text: str) -> None:
 def test_today_and_earlier_days_are_accepted() -> None:
     assert report_day("2026-11-29", TODAY) == TODAY
     assert report_day("2020-02-29", TODAY) == date(2020, 2, 29)
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tx"])
+def test_a_model_name_a_spreadsheet_would_run_is_written_as_text(name: str) -> None:
+    hostile = {**MODELS, "m1": ModelInfo(name, "pub-1")}
+    rows = list(
+        csv.DictReader(io.StringIO(build(DAY, TODAY, COUNTERS, hostile, LEDGER).to_csv().decode()))
+    )
+    assert rows[1]["name"] == "'" + name
+    assert (
+        json.loads(build(DAY, TODAY, COUNTERS, hostile, LEDGER).to_json())["models"][1][
+            "model_name"
+        ]
+        == name
+    )

@@ -159,18 +159,16 @@ def _function(template: Any, name: str) -> Any:
     raise SystemExit(f"creditml: no function {name!r} in the template (known: {known})")
 
 
-def _ledger_verify(args: argparse.Namespace) -> int:
+def _point_at_stack(args: argparse.Namespace) -> None:
+    """Use the deployed stack the environment names (LEDGER_TABLE, or --table), else the
+    running local one."""
     import os
 
-    from creditml.billing.verify import verify_ledger
     from creditml.devstack.stack import apply_environment, read_state
-    from creditml.settings import get_settings
-    from creditml.storage.ledger import LedgerRepository
 
-    if args.table:
+    if getattr(args, "table", None):
         os.environ["LEDGER_TABLE"] = args.table
     elif "LEDGER_TABLE" not in os.environ:
-        # Not pointed at a deployed stack: use the running local one.
         state = read_state(find_template(args.template).parent)
         if state is None:
             raise SystemExit(
@@ -178,6 +176,14 @@ def _ledger_verify(args: argparse.Namespace) -> int:
                 "or start the local stack with `creditml dev`"
             )
         apply_environment(state.environment)
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from creditml.billing.verify import verify_ledger
+    from creditml.settings import get_settings
+    from creditml.storage.ledger import LedgerRepository
+
+    _point_at_stack(args)
     settings = get_settings()
     repository = LedgerRepository(
         settings.ledger_table, settings.users_table, settings.models_table
@@ -191,6 +197,19 @@ def _ledger_verify(args: argparse.Namespace) -> int:
         f"{report.entries} entries: {verdict}"
     )
     return 0 if report.ok else 1
+
+
+def _usage_backfill(args: argparse.Namespace) -> int:
+    from creditml.composition.reports import backfill_usage
+    from creditml.settings import get_settings
+
+    _point_at_stack(args)
+    read, counted = backfill_usage()
+    _out(
+        f"usage {get_settings().usage_table}: {read} debits in the ledger, "
+        f"{counted} newly counted, {read - counted} counted before"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--table", help="ledger table name (default: LEDGER_TABLE)")
     verify.set_defaults(run=_ledger_verify)
+
+    usage = commands.add_parser("usage", help="usage report tools")
+    usage_commands = usage.add_subparsers(dest="usage_command", required=True)
+    backfill = usage_commands.add_parser(
+        "backfill",
+        help="count every ledger debit the usage counters do not hold yet (each once)",
+        description="Run once after the first deploy of the ledger stream (debits written "
+        "before it never reach the aggregator), or after the aggregator gave a batch up. "
+        "Against a deployed stack: set LEDGER_TABLE, USAGE_TABLE, MODELS_TABLE (and AWS "
+        "credentials). Otherwise the running local stack.",
+    )
+    backfill.set_defaults(run=_usage_backfill)
     return parser
 
 

@@ -45,3 +45,21 @@ def daily_reports() -> DailyReports:
         observe=record_metric,
         clock=_now,
     )
+
+
+def backfill_usage(batch: int = 500) -> tuple[int, int]:
+    """Count every debit already in the ledger (those written before its stream fed the
+    aggregator, or whose batch was given up on): (debits read, newly counted). Each debit
+    still counts once: its marker, kept for good here, makes a second count a no-op."""
+    counters = UsageCounters(get_settings().usage_table, clock=_now, marker_lifetime=None)
+    aggregator = UsageAggregator(counters, model_repository())
+    read = counted = 0
+    pending = []
+    for debit in ledger_repository().debits():
+        pending.append(debit)
+        read += 1
+        if len(pending) == batch:
+            counted += aggregator.count(pending)
+            pending = []
+    counted += aggregator.count(pending)
+    return read, counted

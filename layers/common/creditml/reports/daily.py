@@ -142,16 +142,29 @@ class DailyReport:
         return (json.dumps(self.document(), indent=2, sort_keys=True) + "\n").encode()
 
     def to_csv(self) -> bytes:
-        """One table: a row per model, per publisher (credits = revenue) and the total."""
+        """One table: a row per model, per publisher (credits = revenue) and the total.
+        A text cell that a spreadsheet would run as a formula starts with `'`."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for m in self.models:
-            writer.writerow(("model", m.model_id, m.name, m.owner_id, *_row(m.tally), m.users))
+            names = (_cell(m.model_id), _cell(m.name), _cell(m.owner_id))
+            writer.writerow(("model", *names, *_row(m.tally), m.users))
         for p in self.publishers:
-            writer.writerow(("publisher", p.owner_id, "", p.owner_id, *_row(p.tally), ""))
+            owner = _cell(p.owner_id)
+            writer.writerow(("publisher", owner, "", owner, *_row(p.tally), ""))
         writer.writerow(("total", self.day.isoformat(), "", "", *_row(self.totals), ""))
         return out.getvalue().encode()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection);
+# model names are publishers' text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows as text, never runs."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _tally(tally: Tally) -> dict[str, int]:

@@ -41,7 +41,7 @@ from creditml.billing.entries import (
 )
 from creditml.limits import MinuteCount
 from creditml.reports.daily import LedgerDay
-from creditml.reports.usage import Tally
+from creditml.reports.usage import Debit, Tally
 from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.models import check_still_serving
 from creditml.storage.tables import bind_table
@@ -299,3 +299,20 @@ class LedgerRepository:
             tallies[model_id] += Tally(1, int(details["rows"]), -int(item.amount or 0))
             users[model_id].add(str(item.account_id))
         return LedgerDay(dict(tallies), {m: frozenset(ids) for m, ids in users.items()})
+
+    def debits(self) -> Iterator[Debit]:
+        """Every prediction debit in the ledger (a scan: `creditml usage backfill`)."""
+        scanned = self._item.scan(
+            filter_condition=_LedgerItem.kind == str(EntryKind.DEBIT),
+            attributes_to_get=["account_id", "entry_id", "created_at", "amount", "details"],
+        )
+        for item in scanned:
+            details = dict(item.details or {})
+            yield Debit(
+                account_id=str(item.account_id),
+                entry_id=str(item.entry_id),
+                model_id=str(details["model_id"]),
+                created_at=datetime.fromisoformat(str(item.created_at)),
+                rows=int(details["rows"]),
+                credits=-int(item.amount or 0),
+            )

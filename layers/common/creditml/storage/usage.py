@@ -33,7 +33,7 @@ from creditml.storage.tables import bind_table
 MAX_TRANSACTION_ITEMS = 100
 MARKER_SK = "-"
 MARKER_LIFETIME = timedelta(days=7)  # the stream keeps records 24 hours
-RETRY_BUDGET_SECONDS = 20.0  # conflicts with concurrent aggregators, then the batch fails
+RETRY_BUDGET_SECONDS = 20.0  # per batch: conflicts with concurrent aggregators, then it fails
 BACKOFF_CAP_SECONDS = 1.0
 
 _PARTITIONS = {View.OWN: "OWN#", View.PUBLISHED: "PUB#", View.ALL: "ALL"}
@@ -73,9 +73,13 @@ class UsageCounters:
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
+        marker_lifetime: timedelta | None = MARKER_LIFETIME,
     ) -> None:
+        """`marker_lifetime` None: markers never expire (a backfill of old debits, which
+        may be read again by a later backfill, not only by the stream's 24 hours)."""
         self._item = bind_table(_UsageItem, table_name)
         self._clock = clock
+        self._marker_lifetime = marker_lifetime
         self._sleep = sleep
         self._jitter = jitter
 
@@ -85,13 +89,14 @@ class UsageCounters:
         conflicts with concurrent writers outlast the retry budget or DynamoDB fails: the
         caller's batch is then delivered again, and what was committed is not recounted."""
         unique = list({(d.account_id, d.entry_id): d for d in debits}.values())
+        # One budget for the whole batch, well inside the function's timeout (60 s).
+        deadline = time.monotonic() + RETRY_BUDGET_SECONDS
         counted = 0
         for chunk in _chunks(unique, owners):
-            counted += self._commit(chunk, owners)
+            counted += self._commit(chunk, owners, deadline)
         return counted
 
-    def _commit(self, chunk: list[Debit], owners: dict[str, str]) -> int:
-        deadline = time.monotonic() + RETRY_BUDGET_SECONDS
+    def _commit(self, chunk: list[Debit], owners: dict[str, str], deadline: float) -> int:
         attempt = 0
         while chunk:
             try:
@@ -110,7 +115,8 @@ class UsageCounters:
 
     def _transaction(self, chunk: list[Debit], owners: dict[str, str]) -> Transaction:
         item = self._item
-        expires = int((self._clock() + MARKER_LIFETIME).timestamp())
+        lifetime = self._marker_lifetime
+        expires = None if lifetime is None else int((self._clock() + lifetime).timestamp())
         tx = Transaction(item)
         for index, debit in enumerate(chunk):
             marker = item(_marker(debit), MARKER_SK, expires_at=expires)
