@@ -4,7 +4,8 @@ resource created from template.yaml's own definitions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -100,3 +101,35 @@ def register_and_login(
         UserRepository(get_settings().users_table).set_role(user["id"], role)
     pair = auth_service().login(email, password)
     return {"id": user["id"], "access": pair.access_token, "refresh": pair.refresh_token}
+
+
+@contextmanager
+def bare_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A DynamoDB client on a fresh, empty moto (no template resources): for tests of the
+    embedded AWS's own DynamoDB behaviour."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name=REGION)
+
+
+def keyed_table(
+    name: str, attributes: Sequence[dict[str, str]] = (), **extra: Any
+) -> dict[str, Any]:
+    """create_table arguments for an on-demand table keyed (pk, sk), both strings, with
+    more attribute definitions (for indexes) and other arguments (the indexes)."""
+    return {
+        "TableName": name,
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            *attributes,
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+        **extra,
+    }

@@ -8,13 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
 from creditml.devstack import queries
-from creditml.devstack.aws import REGION
+from tests.integration.conftest import bare_dynamodb, keyed_table
 
 TABLE = "things"
 IMPLEMENTATIONS = {"moto": queries._MOTO_QUERY, "devstack": queries.query}
@@ -26,41 +24,32 @@ def moto_table(
 ) -> Iterator[Any]:
     """A client on a fresh moto with a (pk, sk) table, an LSI on `n` and a GSI on `g`."""
     monkeypatch.setattr(Table, "query", implementation)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
+    with bare_dynamodb(monkeypatch) as client:
         client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-                {"AttributeName": "n", "AttributeType": "N"},
-                {"AttributeName": "g", "AttributeType": "S"},
-            ],
-            LocalSecondaryIndexes=[
-                {
-                    "IndexName": "by_n",
-                    "KeySchema": [
-                        {"AttributeName": "pk", "KeyType": "HASH"},
-                        {"AttributeName": "n", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by_g",
-                    "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **keyed_table(
+                TABLE,
+                attributes=[
+                    {"AttributeName": "n", "AttributeType": "N"},
+                    {"AttributeName": "g", "AttributeType": "S"},
+                ],
+                LocalSecondaryIndexes=[
+                    {
+                        "IndexName": "by_n",
+                        "KeySchema": [
+                            {"AttributeName": "pk", "KeyType": "HASH"},
+                            {"AttributeName": "n", "KeyType": "RANGE"},
+                        ],
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                ],
+                GlobalSecondaryIndexes=[
+                    {
+                        "IndexName": "by_g",
+                        "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                ],
+            )
         )
         for partition in ("a", "b", "c"):
             for n in range(30):

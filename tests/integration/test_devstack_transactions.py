@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 from creditml.devstack import transactions
 from creditml.devstack.aws import REGION
+from tests.integration.conftest import bare_dynamodb, keyed_table
 
 TABLE = "things"
 MOTO_OWN = DynamoDBBackend.transact_write_items
@@ -28,23 +28,8 @@ def moto_table(
 ) -> Iterator[Any]:
     """A client on a fresh moto with a (pk, sk) table, transactions by `implementation`."""
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", implementation)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with bare_dynamodb(monkeypatch) as client:
+        client.create_table(**keyed_table(TABLE))
         yield client
 
 
