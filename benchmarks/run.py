@@ -90,7 +90,8 @@ def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
     caller = AccessClaims(owner_id, Role.ADMIN, 0)
     ticket = model_service().create(caller, "bench", None, price)
     key = upload_key(ticket.model.id, 1)
-    Uploads(get_settings().uploads_bucket).put(key, data)
+    # With the presigned POST's fields: registration checks the upload token they carry.
+    Uploads(get_settings().uploads_bucket).put(key, data, ticket.fields)
     # In-process there is no S3 event: register here. Against the local stack its own event
     # delivery may win the race (registration is idempotent); either way, wait for ready.
     registrar().register(key)
