@@ -59,6 +59,19 @@ def cancellation(call: Callable[[], Any]) -> tuple[str, list[dict[str, Any]]]:
     return error["Error"]["Code"], error.get("CancellationReasons", [])
 
 
+def failing_update() -> dict[str, Any]:
+    """An update whose condition holds but which fails when written: a number added to a
+    string."""
+    return {
+        "Update": {
+            "TableName": TABLE,
+            "Key": key("account"),
+            "UpdateExpression": "SET balance = balance + :one",
+            "ExpressionAttributeValues": {":one": {"S": "one"}},
+        }
+    }
+
+
 def seed(client: Any) -> None:
     client.transact_write_items(
         TransactItems=[
@@ -154,14 +167,7 @@ def test_a_write_that_cannot_apply_undoes_the_ones_before_it(dynamodb: Any) -> N
             TransactItems=[
                 put("entry", amount={"N": "-4"}),
                 put("claim", owner={"S": "someone else"}),
-                {
-                    "Update": {  # a number added to a string: fails only when written
-                        "TableName": TABLE,
-                        "Key": key("account"),
-                        "UpdateExpression": "SET balance = balance + :one",
-                        "ExpressionAttributeValues": {":one": {"S": "one"}},
-                    }
-                },
+                failing_update(),
             ]
         )
     assert raised.value.response["Error"]["Code"] in {
@@ -242,14 +248,7 @@ def test_a_cancelled_transaction_leaves_nothing_on_the_stream(dynamodb: Any) -> 
         dynamodb.transact_write_items(
             TransactItems=[
                 put("entry", amount={"N": "-4"}),
-                {
-                    "Update": {
-                        "TableName": TABLE,
-                        "Key": key("account"),
-                        "UpdateExpression": "SET balance = balance + :one",
-                        "ExpressionAttributeValues": {":one": {"S": "one"}},
-                    }
-                },
+                failing_update(),
             ]
         )
     inserted = [record["dynamodb"]["Keys"]["pk"]["S"] for record in stream_records(dynamodb)]
