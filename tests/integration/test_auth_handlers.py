@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 import jwt
 import pytest
 
 from creditml.auth.roles import Role
+from creditml.settings import get_settings
+from creditml.storage.users import USER_CURSOR_MAX_LENGTH, UserRepository
 from tests.conftest import load_event, with_body
 from tests.integration.conftest import Api, register_and_login
 from tests.text_forms import fullwidth
@@ -35,6 +40,18 @@ def _refresh(api: Api, token: str) -> tuple[int, dict[str, object]]:
 def _set_role(api: Api, token: str, user_id: str, role: object) -> tuple[int, dict[str, object]]:
     event = load_event("users_set_role", access_token=token, demo_user_id=user_id)
     return api.call(AUTH, with_body(event, {"role": role}))
+
+
+def _list_users(api: Api, token: str, **query: object) -> tuple[int, Any]:
+    """GET /users?QUERY as API Gateway hands it to the auth function."""
+    event = load_event("users_me", access_token=token)
+    raw = urlencode({name: str(value) for name, value in query.items()})
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /users"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/users"
+    event["rawQueryString"] = raw
+    if query:
+        event["queryStringParameters"] = {name: str(value) for name, value in query.items()}
+    return api.call(AUTH, event)
 
 
 def test_register_login_me(api: Api) -> None:
@@ -214,3 +231,123 @@ def test_responses_never_carry_stack_traces(api: Api) -> None:
     assert status == 422
     assert "Traceback" not in str(problem)
     assert "site-packages" not in str(problem)
+
+
+# ---- GET /users: admins page through every user -------------------------------------------
+
+
+def _every_user(api: Api, token: str, limit: int) -> list[list[dict[str, object]]]:
+    pages: list[list[dict[str, object]]] = []
+    query: dict[str, object] = {"limit": limit}
+    while True:
+        status, page = _list_users(api, token, **query)
+        assert status == 200, page
+        pages.append(page["items"])
+        if page["next_cursor"] is None:
+            return pages
+        query["cursor"] = page["next_cursor"]
+        assert len(pages) < 50, "the cursors never end"
+
+
+def test_admins_page_through_every_user_once(api: Api) -> None:
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    publisher = register_and_login(api, "pub@example.com", role=Role.PUBLISHER)
+    for number in range(5):
+        _register(api, {"email": f"Member{number}@Example.com", "password": PASSWORD})
+    pages = _every_user(api, admin["access"], limit=2)
+    listed = [user for page in pages for user in page]
+    assert all(len(page) <= 2 for page in pages)
+    assert len(listed) == 7
+    assert len({user["id"] for user in listed}) == 7
+    by_email = {user["email"]: user for user in listed}
+    assert by_email["root@example.com"] == {
+        "id": admin["id"],
+        "email": "root@example.com",
+        "role": "admin",
+    }
+    assert by_email["pub@example.com"] == {
+        "id": publisher["id"],
+        "email": "pub@example.com",
+        "role": "publisher",
+    }
+    assert {by_email[f"Member{n}@Example.com"]["role"] for n in range(5)} == {"user"}
+    # One page holds them all at the default limit; nothing secret is in it
+    status, page = _list_users(api, admin["access"])
+    assert (status, len(page["items"]), page["next_cursor"]) == (200, 7, None)
+    assert "hash" not in str(page)
+    assert "balance" not in str(page)
+
+
+def test_an_admin_finds_a_user_by_email(api: Api) -> None:
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    user = register_and_login(api, "Kai@Example.com")
+    status, page = _list_users(api, admin["access"], email="KAI@example.com")
+    assert (status, page) == (
+        200,
+        {
+            "items": [{"id": user["id"], "email": "Kai@Example.com", "role": "user"}],
+            "next_cursor": None,
+        },
+    )
+    status, page = _list_users(api, admin["access"], email="nobody@example.com")
+    assert (status, page) == (200, {"items": [], "next_cursor": None})
+
+
+def test_only_admins_list_users(api: Api) -> None:
+    user = register_and_login(api, "hal@example.com")
+    publisher = register_and_login(api, "pub@example.com", role=Role.PUBLISHER)
+    for caller in (user, publisher):
+        status, problem = _list_users(api, caller["access"])
+        assert (status, problem["code"]) == (403, "forbidden")
+        status, problem = _list_users(api, caller["access"], email="hal@example.com")
+        assert (status, problem["code"]) == (403, "forbidden")
+    event = load_event("users_me", access_token="x")
+    del event["headers"]["authorization"]
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /users"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/users"
+    status, problem = api.call(AUTH, event)
+    assert (status, problem["code"]) == (401, "not_authenticated")
+
+
+def test_a_demoted_admin_cannot_list_users_with_an_admin_token(api: Api) -> None:
+    # Given an admin's token, then the stored role changed to user behind the session's back
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    assert jwt.decode(admin["access"], options={"verify_signature": False})["role"] == "admin"
+    assert _list_users(api, admin["access"])[0] == 200
+    UserRepository(get_settings().users_table).set_role(admin["id"], Role.USER)
+    # Then the stored role decides
+    status, problem = _list_users(api, admin["access"])
+    assert (status, problem["code"]) == (403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    "cursor", ["!!!!", "bm90LWEtY3Vyc29y", "djE6U0VTU0lPTiN4", "djE6VVNFUiN1MQ==", ""]
+)
+def test_a_malformed_cursor_is_422_invalid_cursor_and_changes_nothing(
+    api: Api, cursor: str
+) -> None:
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    register_and_login(api, "lee@example.com")
+    before = _list_users(api, admin["access"])
+    status, problem = _list_users(api, admin["access"], cursor=cursor)
+    assert (status, problem["code"]) == (422, "invalid_cursor")
+    assert "Traceback" not in str(problem)
+    assert _list_users(api, admin["access"]) == before
+    assert before[0] == 200
+    assert len(before[1]["items"]) == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"cursor": "A" * (USER_CURSOR_MAX_LENGTH + 1)},
+        {"email": ""},
+    ],
+)
+def test_a_bad_page_query_is_422(api: Api, query: dict[str, object]) -> None:
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    status, problem = _list_users(api, admin["access"], **query)
+    assert (status, problem["code"]) == (422, "validation_error")

@@ -24,8 +24,10 @@ from creditml.devstack.template import Template
 from tests.conftest import load_event
 
 # Routes that exist for the platform rather than the public API.
-DOCS_ROUTES = {"GET /openapi.json", "GET /docs"}
+DOCS_ROUTES = {"GET /openapi.json", "GET /docs", "GET /docs/assets/{name}"}
 CATCH_ALL = "ANY /{proxy+}"
+# The browser UI (WebFunction): pages, not API operations, so not in the OpenAPI document.
+WEB_ROUTES = {"GET /", "ANY /ui", "ANY /ui/{proxy+}"}
 
 
 def _served(template: Template, function: str) -> set[str]:
@@ -60,7 +62,7 @@ def test_each_function_serves_exactly_its_template_routes(
 
 def test_every_http_function_is_checked(template: Template) -> None:
     with_routes = {name for name, spec in template.functions.items() if spec.routes}
-    assert with_routes == set(HTTP_FUNCTIONS), (
+    assert with_routes == {*HTTP_FUNCTIONS, "WebFunction"}, (
         "a new HTTP function needs its entry in the parametrized contract test above"
     )
 
@@ -71,8 +73,19 @@ def test_openapi_documents_every_public_route(template: Template) -> None:
         for path, operations in openapi_document()["paths"].items()
         for method in operations
     }
-    public = {route.key for route in template.routes} - DOCS_ROUTES - {CATCH_ALL}
+    public = {route.key for route in template.routes} - DOCS_ROUTES - WEB_ROUTES - {CATCH_ALL}
     assert documented == public
+
+
+def test_the_web_function_serves_only_its_own_paths(template: Template) -> None:
+    """The pages live under / and /ui/..., beside the API's paths and never on them."""
+    assert _declared(template, "WebFunction") == WEB_ROUTES
+    app = runtime.load_module(template.functions["WebFunction"]).app
+    paths = {route.path for route in app.routes if hasattr(route, "methods")}
+    assert "/" in paths
+    assert all(path == "/" or path == "/ui" or path.startswith("/ui/") for path in paths)
+    documented = set(openapi_document()["paths"])
+    assert not any(path == "/" or path.startswith("/ui") for path in documented)
 
 
 def test_unclaimed_paths_reach_the_catch_all(template: Template) -> None:

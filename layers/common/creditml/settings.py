@@ -30,6 +30,8 @@ class Settings(BaseModel):
     reports_bucket: str = Field("creditml-reports", alias="REPORTS_BUCKET")
     # The function that makes daily reports (POST /reports/daily/{date} starts it).
     usage_report_function: str = Field("usage-report", alias="USAGE_REPORT_FUNCTION")
+    # The function that serves predictions (the web UI's predict form invokes it).
+    predict_function: str = Field("predict", alias="PREDICT_FUNCTION")
     jwt_secret_id: str = Field("creditml/jwt-signing-key", alias="JWT_SECRET_ARN")
     # How long a fetched signing secret is trusted before it is read again (rotation window).
     jwt_secret_max_age_seconds: int = Field(300, alias="JWT_SECRET_MAX_AGE_SECONDS", ge=0)

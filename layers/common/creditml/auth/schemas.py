@@ -82,3 +82,10 @@ class UserPublic(BaseModel):
 
 class Profile(UserPublic):
     balance: int = Field(description="Credits available to spend")
+
+
+class UserPage(BaseModel):
+    items: list[UserPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import string
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from creditml.devstack import queries, transactions
+from creditml.devstack.cors import BucketCors, template_rules
 from creditml.devstack.lambdas import LocalLambda
-from creditml.devstack.template import Resolver, Template
+from creditml.devstack.template import HTTP_API, Resolver, Template
 from creditml.storage.clients import client_config
 
 ACCOUNT_ID = "123456789012"
@@ -44,13 +45,16 @@ class _SerializedApp:
 
 class EmbeddedAws:
     """moto's server on a loopback port, serialized, with Lambda's Invoke API for the
-    template's functions (`lambdas.serve`); `endpoint` is its URL."""
+    template's functions (`lambdas.serve`) and S3's CORS from each bucket's rules
+    (`cors`); `endpoint` is its URL."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         transactions.install()
         queries.install()
         # Lambda's Invoke API in front of the lock: invoked functions call AWS themselves.
-        self.lambdas = LocalLambda(_SerializedApp(DomainDispatcherApplication(create_backend_app)))
+        self.lambdas = LocalLambda(
+            _SerializedApp(BucketCors(DomainDispatcherApplication(create_backend_app)))
+        )
         self._server: BaseWSGIServer = make_server(host, port, self.lambdas, threaded=True)
         self.endpoint = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(
@@ -135,15 +139,37 @@ def pseudo_parameters(stack_name: str) -> dict[str, str]:
     }
 
 
-def provision(template: Template, prefix: str, session: boto3.Session | None = None) -> Provisioned:
+def _api_stand_ins(
+    template: Template, pseudo: Mapping[str, str], api_origins: Sequence[str]
+) -> tuple[dict[str, str], dict[str, Sequence[str]]]:
+    """Local ids of the template's HTTP APIs, and each one's deployed origin
+    (https://<id>.execute-api.<region>.<suffix>) mapped to `api_origins`: the local
+    gateway serves every API of the template."""
+    ids = {logical_id: logical_id.lower() for logical_id in template.resources_of(HTTP_API)}
+    region, suffix = pseudo["AWS::Region"], pseudo["AWS::URLSuffix"]
+    origins = {
+        f"https://{api_id}.execute-api.{region}.{suffix}": api_origins for api_id in ids.values()
+    }
+    return ids, origins
+
+
+def provision(
+    template: Template,
+    prefix: str,
+    session: boto3.Session | None = None,
+    api_origins: Sequence[str] = (),
+) -> Provisioned:
     """Create every table, bucket, KMS key, secret and queue of `template` (from its own
     definitions) in whatever AWS `session` reaches: the embedded server, or moto's
     in-process mock.
-    `prefix` also stands for the stack name."""
+    `prefix` also stands for the stack name. A bucket's CORS rules name the deployed API's
+    origin; locally they name `api_origins` instead (the gateway's; none: no such rule)."""
     session = session or boto3.Session(region_name=REGION)
     physical: dict[str, str] = {}
     attributes: dict[str, dict[str, str]] = {}
-    names = Resolver(template, {}, {}, pseudo_parameters(prefix))
+    pseudo = pseudo_parameters(prefix)
+    apis, stand_ins = _api_stand_ins(template, pseudo, api_origins)
+    names = Resolver(template, apis, {}, pseudo)
     dynamodb = session.client("dynamodb", config=client_config())
     for logical_id, resource in template.resources_of("AWS::DynamoDB::Table").items():
         name = f"{prefix}-{logical_id}"
@@ -154,9 +180,13 @@ def provision(template: Template, prefix: str, session: boto3.Session | None = N
             attributes[logical_id]["StreamArn"] = stream_arn
     s3 = session.client("s3", config=client_config())
     for logical_id, resource in template.resources_of("AWS::S3::Bucket").items():
-        given = resource.get("Properties", {}).get("BucketName")
+        props = resource.get("Properties", {})
+        given = props.get("BucketName")
         name = str(names.resolve(given)) if given else f"{prefix}-{logical_id}".lower()
         s3.create_bucket(Bucket=name)
+        rules = template_rules(names.resolve(props.get("CorsConfiguration", {})), stand_ins)
+        if rules:
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
         physical[logical_id] = name
         attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}", "DomainName": name}
     kms = session.client("kms", config=client_config())

@@ -52,6 +52,10 @@ def build_event(
 ) -> dict[str, Any]:
     """An HTTP API payload v2 event, shaped as API Gateway sends it."""
     lower = {name.lower(): value for name, value in headers.items()}
+    # Set by API Gateway whatever the client sent: how the browser reached it (plain HTTP
+    # here; HTTPS deployed, where the web UI's cookies are marked Secure) and from where.
+    lower["x-forwarded-proto"] = "http"
+    lower["x-forwarded-for"] = source_ip
     cookies = [part.strip() for part in lower.pop("cookie", "").split(";") if part.strip()]
     query: dict[str, str] = {}
     for name, value in parse_qsl(raw_query, keep_blank_values=True):

@@ -25,6 +25,7 @@ from creditml.devstack.aws import (
     provision,
     pseudo_parameters,
 )
+from creditml.devstack.cors import local_origins
 from creditml.devstack.events import DEMO_MODEL_NAME
 from creditml.devstack.gateway import MAX_CONCURRENT_INVOCATIONS, Gateway
 from creditml.devstack.s3events import S3EventPump, subscribe
@@ -201,7 +202,13 @@ class LocalStack:
         environment = aws_environment(self.aws.endpoint)
         apply_environment(environment)
         size_pools(AWS_CALLER_THREADS)
-        provisioned = provision(self.template, STACK_NAME)
+        # Bound (not yet serving) first: the buckets' CORS rules name the page's origin, the
+        # gateway's, whose port may be chosen only now (--port 0).
+        self.gateway = Gateway(self.template, self._host, self._port)
+        host, port = self.gateway.server_address[:2]
+        provisioned = provision(
+            self.template, STACK_NAME, api_origins=local_origins(str(host), int(port))
+        )
         environment |= function_environment(self.template, provisioned, STACK_NAME)
         environment |= overrides
         apply_environment(environment)
@@ -229,7 +236,6 @@ class LocalStack:
         self.events.start()
         if seed_model:
             self.demo_model_id = seed_demo_model(self.accounts[0])
-        self.gateway = Gateway(self.template, self._host, self._port)
         self._gateway_thread = threading.Thread(
             target=self.gateway.serve_forever, name="gateway", daemon=True
         )

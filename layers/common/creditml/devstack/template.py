@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 FUNCTION = "AWS::Serverless::Function"
+HTTP_API = "AWS::Serverless::HttpApi"
 # What Lambda gives a function whose template sets neither (SAM leaves them unset).
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_SECONDS = 3
@@ -37,6 +38,10 @@ _TAGS = {
     "!ImportValue": "Fn::ImportValue",
     "!Condition": "Condition",
 }
+
+
+# What `!Ref AWS::NoValue` resolves to: the property or list item it stands for is dropped.
+NO_VALUE: Any = object()
 
 
 class TemplateError(ValueError):
@@ -239,14 +244,17 @@ class Resolver:
         self._pseudo = pseudo
 
     def resolve(self, value: Any) -> Any:
+        """`value` with its intrinsics resolved; `!Ref AWS::NoValue` (through `!If`)
+        removes the list item or property it stands for, as CloudFormation does."""
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            items = (self.resolve(item) for item in value)
+            return [item for item in items if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
-                return self._ref(str(arg))
+                return NO_VALUE if arg == "AWS::NoValue" else self._ref(str(arg))
             if key == "Fn::GetAtt":
                 return self._get_att(*arg)
             if key == "Fn::Sub":
@@ -254,9 +262,37 @@ class Resolver:
             if key == "Fn::Join":
                 separator, items = arg
                 return str(separator).join(str(self.resolve(item)) for item in items)
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(str(name)) else when_false)
             if key.startswith("Fn::"):
                 raise TemplateError(f"the local stack does not emulate {key}")
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        """The template condition `name`, judged on the parameters' defaults."""
+        conditions: dict[str, Any] = self._template.document.get("Conditions", {})
+        if name not in conditions:
+            raise TemplateError(f"no condition {name} in the template")
+        return self._holds(conditions[name])
+
+    def _holds(self, value: Any) -> bool:
+        if not isinstance(value, dict) or len(value) != 1:
+            raise TemplateError(f"not a condition: {value!r}")
+        ((key, arg),) = value.items()
+        if key == "Fn::Equals":
+            left, right = (self.resolve(item) for item in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self._holds(arg[0])
+        if key == "Fn::And":
+            return all(self._holds(item) for item in arg)
+        if key == "Fn::Or":
+            return any(self._holds(item) for item in arg)
+        if key == "Condition":
+            return self.condition(str(arg))
+        raise TemplateError(f"the local stack does not emulate {key} in a condition")
 
     def _ref(self, name: str) -> str:
         if name in self._pseudo:

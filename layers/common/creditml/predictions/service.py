@@ -14,7 +14,6 @@ the transaction itself proves the cached price and version are still current.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 import warnings
@@ -26,7 +25,6 @@ import numpy as np
 from creditml.auth.roles import Role
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.entries import (
-    EntryKind,
     IdempotencySlot,
     LedgerEntry,
     ModelStillServing,
@@ -47,6 +45,12 @@ from creditml.errors import (
 )
 from creditml.models.records import Model
 from creditml.models.schema import ModelSchema
+from creditml.predictions.history import (
+    EntryReader,
+    OutputStore,
+    PredictionHistory,
+    PredictionNotFound,
+)
 from creditml.predictions.inputs import dumps, parse_body, parse_rows, to_json_values
 from creditml.predictions.schemas import PredictionPublic, Receipt
 
@@ -67,26 +71,6 @@ class ModelDirectory(Protocol):
 
 class ModelSource(Protocol):
     def load(self, model_id: str, version: int) -> tuple[Any, bool]: ...
-
-
-class OutputStore(Protocol):
-    def key(self, user_id: str, prediction_id: str) -> str: ...
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def get(self, key: str) -> bytes: ...
-
-    def delete(self, key: str) -> None: ...
-
-
-class EntryReader(Protocol):
-    def entry(self, account_id: str, entry_id: str) -> LedgerEntry | None: ...
-
-    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None: ...
-
-    def entries(
-        self, account_id: str, limit: int, before_seq: int | None, kind: EntryKind | None = None
-    ) -> list[LedgerEntry]: ...
 
 
 class PredictionService:
@@ -114,6 +98,7 @@ class PredictionService:
         self._inline_outputs_bytes = inline_outputs_bytes
         self._clock = clock
         self._heads: dict[str, Model] = {}
+        self._history = PredictionHistory(entries, outputs)
 
     def predict(
         self, caller: AccessClaims, model_id: str, body: bytes, idempotency_key: str
@@ -283,11 +268,7 @@ class PredictionService:
         return entry, replayed
 
     def _result(self, entry: LedgerEntry) -> dict[str, Any]:
-        if "result" in entry.details:
-            result: dict[str, Any] = entry.details["result"]
-            return result
-        stored: dict[str, Any] = json.loads(self._outputs.get(entry.details["result_key"]))
-        return stored
+        return self._history.result(entry)
 
     def _receipt(self, entry: LedgerEntry) -> Receipt:
         result = self._result(entry)
@@ -304,36 +285,10 @@ class PredictionService:
         self, caller: AccessClaims, limit: int, before: int | None
     ) -> tuple[list[PredictionPublic], int | None]:
         """The caller's predictions, newest first, and the sequence to continue before."""
-        entries = self._entries.entries(caller.user_id, limit, before, EntryKind.DEBIT)
-        last = entries[-1].sequence if len(entries) == limit and entries[-1].sequence > 1 else None
-        return [self._public(entry, with_outputs=False) for entry in entries], last
+        return self._history.page(caller.user_id, limit, before)
 
     def show(self, caller: AccessClaims, prediction_id: str) -> PredictionPublic:
-        entry = self._entries.entry(caller.user_id, prediction_id)
-        if entry is None or entry.kind is not EntryKind.DEBIT:
-            raise PredictionNotFound()
-        return self._public(entry, with_outputs=True)
-
-    def _public(self, entry: LedgerEntry, with_outputs: bool) -> PredictionPublic:
-        details = entry.details
-        result = self._result(entry) if with_outputs else {}
-        return PredictionPublic(
-            id=entry.id,
-            model_id=str(details["model_id"]),
-            model_version=int(details["model_version"]),
-            rows=int(details["rows"]),
-            cost=-entry.amount,
-            balance_after=entry.balance_after,
-            created_at=entry.created_at,
-            latency_ms=float(details.get("latency_ms", 0.0)),
-            outputs=result.get("outputs"),
-            probabilities=result.get("probabilities"),
-        )
-
-
-class PredictionNotFound(ModelNotFound):
-    code = "prediction_not_found"
-    title = "Prediction not found"
+        return self._history.show(caller.user_id, prediction_id)
 
 
 __all__ = ["PredictionNotFound", "PredictionService"]

@@ -11,10 +11,18 @@ can promise.
 Claims stored before NFKC was applied are keyed by the case-folded email alone. For ASCII
 addresses both keys are equal; for the few others whose key NFKC changes, login also reads
 the old key (in the same BatchGetItem) and registration also checks that the old key is free.
+
+Admins page through users (`UserRepository.page`) with a Scan filtered to the profiles: in
+the table's own order, which DynamoDB leaves arbitrary (the order of the keys' hashes), but
+stable, so following the cursors lists every user once. An admin's list needs no sort, and
+finding one user is `find_by_email`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import time
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,7 +35,7 @@ from pynamodb.models import Model
 
 from creditml.auth.emails import canonical_email, legacy_email_key
 from creditml.auth.roles import Role
-from creditml.errors import EmailTaken, ServiceUnavailable, UserNotFound
+from creditml.errors import EmailTaken, InvalidCursor, ServiceUnavailable, UserNotFound
 from creditml.limits import LoginCounters, LoginKeys
 from creditml.storage.dynamo import Transaction, TransactionCancelled, condition_failed
 from creditml.storage.limits import login_counters
@@ -44,16 +52,20 @@ class _UserRecord(Model):
     created_at = UTCDateTimeAttribute(null=True)
 
 
+_USER_PREFIX = "USER#"
+_EMAIL_PREFIX = "EMAIL#"
+
+
 def _user_key(user_id: str) -> str:
-    return f"USER#{user_id}"
+    return f"{_USER_PREFIX}{user_id}"
 
 
 def _email_key(email: str) -> str:
-    return f"EMAIL#{canonical_email(email)}"
+    return f"{_EMAIL_PREFIX}{canonical_email(email)}"
 
 
 def _legacy_email_key(email: str) -> str:
-    return f"EMAIL#{legacy_email_key(email)}"
+    return f"{_EMAIL_PREFIX}{legacy_email_key(email)}"
 
 
 def _claim_keys(email: str) -> list[str]:
@@ -62,6 +74,54 @@ def _claim_keys(email: str) -> list[str]:
     keys = [_email_key(email)]
     legacy = _legacy_email_key(email)
     return keys if legacy in keys else [*keys, legacy]
+
+
+# A page of users (UserRepository.page) holds 1 to USER_PAGE_MAX of them. Each user is two
+# items (profile and email claim), so a Scan first evaluates twice as many items as users
+# still wanted, then twice as many again on each further call (a run of claims: DynamoDB
+# hashes keys, but the local stack keeps them sorted, every EMAIL# before every USER#);
+# at most USER_PAGE_SCAN_ITEMS_MAX items per call and USER_PAGE_SCAN_CALLS calls per page,
+# after which the page ends early, with a cursor.
+USER_PAGE_MAX = 100
+USER_PAGE_SCAN_CALLS = 8
+USER_PAGE_SCAN_ITEMS_MAX = 1000
+# DynamoDB's limit on a partition key; NFKC may stretch a 254-character email beyond it.
+_KEY_MAX_BYTES = 2048
+# A cursor is the url-safe base64 (unpadded) of "v1:<key>", the key the next page starts
+# after: at most this long.
+USER_CURSOR_MAX_LENGTH = -(-(len("v1:") + _KEY_MAX_BYTES) // 3) * 4
+_CURSOR_ALPHABET = re.compile(r"^[A-Za-z0-9_-]+$")
+# What a User needs of a profile (the password hash stays where it is).
+_PROFILE_PROJECTION = "#pk, #user_id, #email, #role, #created_at"
+_PROFILE_NAMES = {f"#{name}": name for name in ("pk", "user_id", "email", "role", "created_at")}
+
+
+def encode_user_cursor(key: str) -> str:
+    """The opaque cursor of a page that ends at the item keyed `key`."""
+    return base64.urlsafe_b64encode(f"v1:{key}".encode()).decode().rstrip("=")
+
+
+def decode_user_cursor(cursor: str) -> str:
+    """The key an `encode_user_cursor` cursor names; InvalidCursor (422) for anything else:
+    not url-safe base64 in its canonical unpadded form, another version, or a key of no
+    users-table item kind."""
+    if len(cursor) > USER_CURSOR_MAX_LENGTH or not _CURSOR_ALPHABET.match(cursor):
+        raise InvalidCursor()
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor() from exc
+    version, _, key = text.partition(":")
+    kind = next((p for p in (_USER_PREFIX, _EMAIL_PREFIX) if key.startswith(p)), None)
+    if (
+        version != "v1"
+        or kind is None
+        or key == kind
+        or len(key.encode()) > _KEY_MAX_BYTES
+        or encode_user_cursor(key) != cursor  # one spelling per cursor
+    ):
+        raise InvalidCursor()
+    return key
 
 
 def _to_user(record: _UserRecord) -> User:
@@ -123,12 +183,82 @@ class UserRepository:
         """The user registered with `email` (any case, any compatibility form) and their
         password hash, or None. (A log-in reads the claim with its throttle counters
         instead: LoginLookup.)"""
+        user_id = self._claimant(email)
+        return None if user_id is None else self.credentials(user_id)
+
+    def find_by_email(self, email: str) -> User | None:
+        """The user registered with `email` (any case, any compatibility form), or None:
+        the claim's GetItem, then the profile's."""
+        user_id = self._claimant(email)
+        if user_id is None:
+            return None
+        try:
+            return self.get(user_id)
+        except UserNotFound:
+            return None
+
+    def page(self, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
+        """Up to `limit` (1 to USER_PAGE_MAX) users after `cursor` (None: from the start),
+        and the cursor of the next page, None at the end. A page may hold fewer than
+        `limit` users and still have a cursor (its Scan calls ran out); following the
+        cursors until None lists every user exactly once, in no particular order (the
+        module's docstring). InvalidCursor for a cursor this method did not make."""
+        if not 1 <= limit <= USER_PAGE_MAX:
+            raise ValueError(f"a page holds 1 to {USER_PAGE_MAX} users, not {limit}")
+        start = decode_user_cursor(cursor) if cursor is not None else None
+        users: list[User] = []
+        for call in range(USER_PAGE_SCAN_CALLS):
+            wanted = limit - len(users)
+            items, start = self._scan_profiles(
+                start, min(USER_PAGE_SCAN_ITEMS_MAX, 2 * wanted << call)
+            )
+            users.extend(_to_user(_UserRecord.from_raw_data(item)) for item in items[:wanted])
+            if len(items) >= wanted:
+                # Full: the next page starts after its last user (any users this Scan found
+                # beyond it are read again there).
+                more = len(items) > wanted or start is not None
+                return users, encode_user_cursor(items[wanted - 1]["pk"]["S"]) if more else None
+            if start is None:
+                return users, None
+        # The Scan calls ran out before the table did (`start` is the key they stopped at).
+        return users, None if start is None else encode_user_cursor(start)
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return boto3.client("dynamodb")
+
+    def _scan_profiles(
+        self, start: str | None, evaluated: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One Scan call over `evaluated` items after `start`: the profiles among them (just
+        what a User needs), and the key the Scan stopped at (None at the table's end).
+        Strongly consistent, so a page right after a role change shows the new role."""
+        request: dict[str, Any] = {
+            "TableName": self._record.Meta.table_name,
+            "Limit": evaluated,
+            "ConsistentRead": True,
+            "FilterExpression": "begins_with(#pk, :profile)",
+            "ExpressionAttributeValues": {":profile": {"S": _USER_PREFIX}},
+            "ProjectionExpression": _PROFILE_PROJECTION,
+            "ExpressionAttributeNames": _PROFILE_NAMES,
+        }
+        if start is not None:
+            request["ExclusiveStartKey"] = {"pk": {"S": start}}
+        response = self._dynamodb.scan(**request)
+        last = response.get("LastEvaluatedKey")
+        return list(response.get("Items", [])), None if last is None else str(last["pk"]["S"])
+
+    def _claimant(self, email: str) -> str | None:
+        """The id of the user who claimed `email` (its canonical key, then its pre-NFKC
+        one), or None."""
         for key in _claim_keys(email):
+            if len(key.encode()) > _KEY_MAX_BYTES:
+                continue  # no item has it; DynamoDB would refuse the read (400, not a miss)
             try:
-                claim = self._record.get(key, consistent_read=True)
+                claim = self._record.get(key, consistent_read=True, attributes_to_get=["user_id"])
             except DoesNotExist:
                 continue
-            return self.credentials(str(claim.user_id))
+            return str(claim.user_id)
         return None
 
     def credentials(self, user_id: str) -> tuple[User, str] | None:

@@ -1,12 +1,12 @@
-"""Routes of the auth function: /auth/* and /users/*."""
+"""Routes of the auth function: /auth/*, /users and /users/*."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from creditml.api.dependencies import AdminPrincipal, AuthServiceDep, Principal
+from creditml.api.dependencies import AdminPrincipal, AuthServiceDep, Principal, UserDirectoryDep
 from creditml.api.limits import SourceIp
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.auth.schemas import (
@@ -16,8 +16,11 @@ from creditml.auth.schemas import (
     RegisterRequest,
     RoleUpdate,
     TokenPair,
+    UserPage,
     UserPublic,
 )
+from creditml.storage.users import USER_CURSOR_MAX_LENGTH, USER_PAGE_MAX
+from creditml.users import User
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -76,6 +79,45 @@ def me(principal: Principal, service: AuthServiceDep) -> Profile:
     """The caller's profile and credit balance."""
     user, balance = service.profile(principal.user_id)
     return Profile(id=user.id, email=user.email, role=user.role, balance=balance)
+
+
+@router.get(
+    "/users",
+    response_model=UserPage,
+    tags=["users"],
+    responses={
+        403: problem_doc("Caller is not an admin"),
+        422: problem_doc("Malformed query, or a cursor this route did not make"),
+    },
+)
+def list_users(
+    admin: AdminPrincipal,
+    users: UserDirectoryDep,
+    limit: Annotated[int, Query(ge=1, le=USER_PAGE_MAX)] = 20,
+    cursor: Annotated[str | None, Query(max_length=USER_CURSOR_MAX_LENGTH)] = None,
+    email: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=254,
+            description="Just the user registered with this email (any letter case); "
+            "`limit` and `cursor` then do not apply",
+        ),
+    ] = None,
+) -> UserPage:
+    """Every user with their role, a page at a time: admin only (the caller's stored role
+    is checked, not the token's). Users come in no particular order (the table's), stable
+    across pages: follow `next_cursor` until it is null to see each user once. A page may
+    hold fewer than `limit` users and still have a `next_cursor`."""
+    if email is not None:
+        found = users.find_by_email(email)
+        return UserPage(items=[] if found is None else [_public(found)], next_cursor=None)
+    page, next_cursor = users.page(limit, cursor)
+    return UserPage(items=[_public(user) for user in page], next_cursor=next_cursor)
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic(id=user.id, email=user.email, role=user.role)
 
 
 @router.patch(
