@@ -22,7 +22,14 @@ print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].s
 
 @pytest.mark.parametrize(
     "function",
-    ["AuthFunction", "BillingFunction", "DocsFunction", "ModelsFunction", "ExpireUploadsFunction"],
+    [
+        "AuthFunction",
+        "BillingFunction",
+        "DocsFunction",
+        "ModelsFunction",
+        "ExpireUploadsFunction",
+        "WebFunction",
+    ],
 )
 def test_function_import_loads_no_ml_libraries(template: Template, function: str) -> None:
     path = template.functions[function].module_path

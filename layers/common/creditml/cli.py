@@ -57,6 +57,7 @@ def _dev(args: argparse.Namespace) -> int:
     )
     url = stack.api_url
     _out(f"CreditML local stack is up (embedded AWS at {stack.environment['AWS_ENDPOINT_URL']})")
+    _out(f"  Web UI      {url}/")
     _out(f"  API         {url}")
     _out(f"  Swagger UI  {url}/docs")
     _out(f"  OpenAPI     {url}/openapi.json")

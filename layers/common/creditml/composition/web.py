@@ -28,9 +28,14 @@ def predict_function() -> HttpFunction:
 
 
 @component
-def upload_origin() -> str:
-    """The origin the browser posts model files to (the uploads bucket's), for the publish
-    page's Content-Security-Policy. Signing a POST is local: no AWS call."""
+def upload_origins() -> tuple[str, ...]:
+    """The origins the browser posts model files to (the uploads bucket's), for the publish
+    page's Content-Security-Policy. Signing a POST is local: no AWS call. Outside us-east-1
+    a new bucket's global host may redirect to its regional one for a while: both."""
     url = uploads().presigned_post("origin-probe", 1, 60, "probe")["url"]
     parts = urlsplit(str(url))
-    return f"{parts.scheme}://{parts.netloc}"
+    found = [f"{parts.scheme}://{parts.netloc}"]
+    if parts.netloc.endswith(".s3.amazonaws.com"):
+        bucket = parts.netloc.removesuffix(".s3.amazonaws.com")
+        found.append(f"https://{bucket}.s3.{get_settings().region}.amazonaws.com")
+    return tuple(found)

@@ -118,8 +118,16 @@ async def prediction(request: Request, prediction_id: str) -> Response:
     return page(request, "prediction.html", user, {"item": found, "names": names})
 
 
+def _every_day(usage: Usage) -> list[Bar]:
+    """One bar per day of the period, zero where nothing was charged (labels MM-DD)."""
+    spent = {line.key: line.tally.credits for line in usage.lines}
+    first, last = usage.period.first, usage.period.last
+    days = (first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return [Bar(day.isoformat()[5:], spent.get(day.isoformat(), 0)) for day in days]
+
+
 def _charts(usage_by_day: Usage, usage_by_model: Usage, what: str) -> dict[str, Any]:
-    days = [Bar(line.key[5:], line.tally.credits) for line in usage_by_day.lines]
+    days = _every_day(usage_by_day) if usage_by_day.lines else []
     models = [Bar(line.model_name or line.key, line.tally.credits) for line in usage_by_model.lines]
     return {
         "by_day": bar_chart(f"{what} per day (credits)", days),

@@ -16,7 +16,7 @@ from creditml.api.limits import source_ip
 from creditml.auth.roles import Role
 from creditml.composition.core import token_signer
 from creditml.composition.models import model_service
-from creditml.composition.web import predict_function, upload_origin
+from creditml.composition.web import predict_function, upload_origins
 from creditml.errors import DomainError
 from creditml.models.api_schemas import ModelCreate, ModelPublic, ModelUpdate
 from creditml.models.records import Model
@@ -95,13 +95,13 @@ def rows_from_fields(form: Form, names: list[str]) -> list[list[float]]:
 def rows_from_csv(text: str, names: list[str]) -> list[list[float]]:
     """Rows pasted as CSV; a first line naming the features is a header (its order wins)."""
     lines = [row for row in csv.reader(io.StringIO(text.strip())) if any(c.strip() for c in row)]
-    if not lines:
-        raise FormInvalid("Rows (CSV): paste at least one row.")
     order = list(range(len(names)))
-    first = [cell.strip() for cell in lines[0]]
+    first = [cell.strip() for cell in lines[0]] if lines else []
     if sorted(first) == sorted(names) and len(first) == len(names):
         order = [first.index(name) for name in names]
         lines = lines[1:]
+    if not lines:
+        raise FormInvalid("Rows (CSV): paste at least one row.")
     if len(lines) > MAX_FORM_ROWS:
         raise FormInvalid(f"Rows (CSV): at most {MAX_FORM_ROWS:,} rows per prediction.")
     rows = []
@@ -197,7 +197,7 @@ async def publish_page(request: Request) -> Response:
     user = required_user(request)
     if not user.is_publisher:
         raise PublishersOnly()
-    return page(request, "publish.html", user, {}, connect=[upload_origin()])
+    return page(request, "publish.html", user, {}, connect=upload_origins())
 
 
 class PublishersOnly(DomainError):

@@ -24,9 +24,14 @@ TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
 
-def credits(value: int | None) -> str:
-    """1234567 -> "1,234,567" (credits are integers)."""
+def number(value: int | None) -> str:
+    """1234567 -> "1,234,567" (credits, rows and counts are integers)."""
     return "—" if value is None else f"{value:,}"
+
+
+def credit_count(value: int) -> str:
+    """5 -> "5 credits", 1 -> "1 credit"."""
+    return f"{value:,} credit" + ("" if value == 1 else "s")
 
 
 def utc(value: datetime | date | None) -> str:
@@ -48,7 +53,8 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["credits"] = credits
+    env.filters["number"] = number
+    env.filters["credit_count"] = credit_count
     env.filters["utc"] = utc
     env.globals["version"] = creditml.__version__
     env.globals["min_password"] = MIN_PASSWORD_LENGTH
