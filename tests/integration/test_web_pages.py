@@ -335,3 +335,93 @@ def test_usage_page_draws_charts_even_when_empty(browser: Browser) -> None:
     assert page.text.count("<svg") == 2
     assert "No credits yet" in page.text
     assert "Nothing yet" in page.text
+
+
+def test_a_regressor_receipt_and_the_next_prediction_from_the_same_page(
+    api: Api, browser: Browser
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from tests.integration.publishing import LABELS, ROWS, model_file
+
+    publisher = register_and_login(api, _email("pub"), PASSWORD, role=Role.PUBLISHER)
+    regressor = LinearRegression().fit(ROWS, LABELS.astype(float))
+    model_id = publish(api, publisher["access"], data=model_file(regressor), price=3)
+    email = _registered(browser)
+    grant(api, _user_id(email), 10)
+    page = browser.get(f"/ui/models/{model_id}")
+    form = {"csrf_token": page.csrf(), "idempotency_key": page.key(), "mode": "row"}
+    form.update({f"feature.x{i}": "0.5" for i in range(4)})
+    paid = browser.post(f"/ui/models/{model_id}/predictions", form)
+    assert paid.status == 200, paid.text[-600:]
+    assert "Probabilities" not in paid.text  # a regressor has none
+    expected = regressor.predict([[0.5] * 4])[0]
+    assert f"{expected}" in paid.text
+    # The receipt's page offers a new operation: another row is charged, not refused.
+    second = {**form, "idempotency_key": paid.key(), "feature.x0": "1.5"}
+    assert paid.key() != form["idempotency_key"]
+    again = browser.post(f"/ui/models/{model_id}/predictions", second)
+    assert again.status == 200, again.text[-600:]
+    assert _balance(browser) == 4
+
+
+def test_an_ended_session_stays_ended_after_its_revocation_marker_expires(
+    browser: Browser,
+) -> None:
+    import boto3
+
+    from creditml.settings import get_settings
+
+    _registered(browser)
+    stolen = browser.cookies["creditml_session"]
+    page = browser.get("/ui/account")
+    browser.post("/ui/logout", {"csrf_token": page.csrf()})
+    table = boto3.resource("dynamodb").Table(get_settings().sessions_table)
+    markers = [
+        item["pk"] for item in table.scan()["Items"] if str(item["pk"]).startswith("REVOKED#")
+    ]
+    assert markers
+    for key in markers:  # what their TTL does 16 minutes after a logout
+        table.delete_item(Key={"pk": key})
+    replay = Browser(browser.template, cookies={"creditml_session": stolen})
+    assert replay.get("/ui/account").status == 303
+
+
+def test_a_spent_refresh_token_is_no_session(api: Api, browser: Browser) -> None:
+    from creditml.composition.auth import auth_service
+
+    email = _email()
+    account = register_and_login(api, email, PASSWORD)
+    auth_service().refresh(account["refresh"])  # an API client rotated it
+    replay = Browser(browser.template, cookies={"creditml_session": account["refresh"]})
+    assert replay.get("/ui/account").status == 303
+    fresh = register_and_login(api, _email(), PASSWORD)
+    valid = Browser(browser.template, cookies={"creditml_session": fresh["refresh"]})
+    assert valid.get("/ui/account").status == 200
+
+
+def test_logging_in_again_ends_the_previous_session(browser: Browser) -> None:
+    email = _registered(browser)
+    first = browser.cookies["creditml_session"]
+    page = browser.get("/ui/account")  # the log-in page itself sends a logged-in person on
+    again = browser.post(
+        "/ui/login", {"csrf_token": page.csrf(), "email": email, "password": PASSWORD}
+    )
+    assert again.status == 303
+    assert browser.cookies["creditml_session"] != first
+    replay = Browser(browser.template, cookies={"creditml_session": first})
+    assert replay.get("/ui/account").status == 303
+
+
+def test_web_requests_count_against_the_request_limit(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creditml.composition import forget_components
+
+    _registered(browser)
+    monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "3")
+    forget_components()
+    statuses = [browser.get("/ui/account").status for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[3:] == [429, 429]
+    assert "<h1>" in browser.get("/ui/models").text

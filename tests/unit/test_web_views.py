@@ -193,3 +193,14 @@ def test_forms_are_validated_by_the_api_models() -> None:
         validated(RegisterRequest, {"email": "a@example.com", "password": "short"})
     with pytest.raises(FormInvalid, match=r"^Email"):
         validated(RegisterRequest, {"email": "not an email", "password": "long enough pw"})
+
+
+@pytest.mark.parametrize("text", ["²", "1" * 19, "٣"])
+def test_digits_that_are_not_an_amount(text: str) -> None:
+    with pytest.raises(FormInvalid, match=r"^Amount must be a whole number"):
+        whole_number(text, "Amount", minimum=1)
+
+
+def test_a_csv_field_too_long_for_the_reader_is_explained() -> None:
+    with pytest.raises(FormInvalid, match=r"not readable as CSV"):
+        rows_from_csv('"' + "1" * 200_000 + '"', ["a"])

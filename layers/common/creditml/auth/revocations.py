@@ -63,11 +63,6 @@ class RevocationList:
             self._refresh(int(now))
         return family_id in self._revoked
 
-    def note(self, family_id: str) -> None:
-        """Count `family_id` as revoked now, in this container, without waiting for the
-        next refresh (a logout served here)."""
-        self._revoked[family_id] = int(self._clock())
-
     def _refresh(self, now: int) -> None:
         oldest = now - self._retention
         since = oldest if self._queried_at is None else self._queried_at - OVERLAP_SECONDS

@@ -18,9 +18,12 @@ from functools import cached_property
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from creditml.errors import DomainError
 from creditml.storage.clients import client_config
+
+LAMBDA_CALL = Config(connect_timeout=5, read_timeout=32, retries={"max_attempts": 2})
 
 
 class FunctionFailed(DomainError):
@@ -28,7 +31,13 @@ class FunctionFailed(DomainError):
 
     status = 502
     code = "upstream_failed"
-    title = "The service could not answer; nothing was charged for a failed request"
+    title = "The service could not answer"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "If it was charged, the receipt is in History; submitting the same form again "
+            "never charges twice."
+        )
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,9 @@ class HttpFunction:
 
     @cached_property
     def _lambda(self) -> Any:
-        return boto3.client("lambda", config=client_config())
+        # Longer than the called function may run (its Timeout), so its answer is never
+        # lost to ours; a retry of the call is safe (the request's Idempotency-Key).
+        return boto3.client("lambda", config=client_config().merge(LAMBDA_CALL))
 
     def call(
         self, method: str, path: str, headers: dict[str, str], body: bytes, source_ip: str

@@ -179,6 +179,28 @@ class SessionRepository:
             raise
         return True
 
+    def is_live(self, claims: RefreshClaims) -> bool:
+        """Whether the session a refresh token names is live and the token itself unspent:
+        the family exists, is the token's user's, is not revoked and has not expired (TTL
+        deletion lags by up to days), and the token is stored in that family and was never
+        rotated. The web UI's check of its session cookie on every request: one strongly
+        consistent BatchGetItem, authoritative (no revocation-list delay)."""
+        family_key, token_key = _family_key(claims.family_id), _token_key(claims.token_id)
+        found = {
+            str(item.pk): item
+            for item in self._record.batch_get([family_key, token_key], consistent_read=True)
+        }
+        family, token = found.get(family_key), found.get(token_key)
+        if family is None or token is None:
+            return False
+        return (
+            family.revoked is False
+            and family.user_id == claims.user_id
+            and family.expires_at > datetime.now(UTC)
+            and token.family_id == claims.family_id
+            and token.used_at is None
+        )
+
     def live_families(self, user_id: str) -> list[str]:
         """Ids of the user's families not revoked (expired ones may be among them until
         their TTL deletes them; revoking those is harmless)."""

@@ -67,10 +67,10 @@ async def change_role(request: Request, user_id: str) -> Response:
             role = Role(form.text("role"))
         except ValueError:
             raise FormInvalid("Role: choose user, publisher or admin.") from None
-        changed = auth_service().set_role(user.claims, user_id[:64], role)
+        auth_service().set_role(user.claims, user_id[:64], role)
     except DomainError as exc:
         return _users_page(request, user, None, exc.detail, exc.status)
-    return redirect(f"/ui/admin/users?done=role:{changed.email}")
+    return redirect("/ui/admin/users?done=role")
 
 
 @router.post("/ui/admin/users/{user_id}/grants")
@@ -87,7 +87,7 @@ async def grant(request: Request, user_id: str) -> Response:
         )
     except DomainError as exc:
         return _users_page(request, user, None, exc.detail, exc.status)
-    return redirect(f"/ui/admin/users?done=grant:{amount}")
+    return redirect("/ui/admin/users?done=grant")
 
 
 @router.get("/ui/admin/reports")

@@ -93,5 +93,8 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger().exception("web page failed", extra={"path": request.url.path})
-    detail = "Something went wrong on our side. Nothing was charged for a failed prediction."
+    detail = (
+        "Something went wrong on our side. A prediction that was charged is in History; "
+        "submitting the same form again never charges twice."
+    )
     return error_page(request, 500, "Something went wrong", detail)

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from creditml.api.limits import source_ip
 from creditml.auth.schemas import LoginRequest, RegisterRequest
 from creditml.composition.auth import auth_service
-from creditml.composition.core import revocation_list, token_signer
+from creditml.composition.core import token_signer
 from creditml.errors import DomainError, InvalidCredentials
 from creditml.web.forms import read_form
 from creditml.web.people import current_user
@@ -73,9 +73,18 @@ async def login(request: Request) -> Response:
     except DomainError as exc:
         message = LOGIN_FAILED if exc.status == 422 else exc.detail
         return _login_again(request, form.text("email"), target, message, exc.status)
+    return _session_started(request, pair.refresh_token, target)
+
+
+def _session_started(request: Request, refresh_token: str, target: str) -> Response:
+    """Redirect to `target` in the new session; a session the browser still had ends."""
+    previous = current_user(request)
+    if previous is not None:
+        with suppress(DomainError):
+            auth_service().logout(previous.session_token)
     response = redirect(target)
-    claims = token_signer().verify_refresh(pair.refresh_token)
-    start_session(request, response, pair.refresh_token, claims.expires_at)
+    claims = token_signer().verify_refresh(refresh_token)
+    start_session(request, response, refresh_token, claims.expires_at)
     return response
 
 
@@ -104,10 +113,7 @@ async def register(request: Request) -> Response:
     except DomainError as exc:
         context = {"email": email, "error": exc.detail}
         return page(request, "register.html", None, context, status=exc.status)
-    response = redirect("/ui/account?welcome=1")
-    claims = token_signer().verify_refresh(pair.refresh_token)
-    start_session(request, response, pair.refresh_token, claims.expires_at)
-    return response
+    return _session_started(request, pair.refresh_token, "/ui/account?welcome=1")
 
 
 @router.post("/ui/logout")
@@ -118,8 +124,6 @@ async def logout(request: Request) -> Response:
     if user is not None:
         with suppress(DomainError):  # already ended: the cookie goes all the same
             auth_service().logout(user.session_token)
-        # This container stops honouring the session at once; others within a minute.
-        revocation_list().note(user.family_id)
     response = redirect("/")
     end_session(request, response)
     return response

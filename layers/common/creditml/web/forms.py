@@ -11,6 +11,7 @@ from starlette.requests import Request
 from creditml.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 
 MAX_FORM_BYTES = 1024 * 1024  # a pasted CSV of a few thousand rows
+MAX_DIGITS = 18
 
 
 class Form(dict[str, str]):
@@ -48,7 +49,9 @@ class FormInvalid(DomainError):
 def whole_number(value: str, field: str, minimum: int = 0, maximum: int | None = None) -> int:
     """A whole number typed into `field` ("1,000" and "1 000" allowed)."""
     cleaned = value.replace(",", "").replace(" ", "").replace("\u202f", "")
-    if not cleaned.isdigit():
+    # ASCII digits only ("²" is a digit to str.isdigit), and no more than fit in a credit
+    # amount: int() of a 5,000-digit string is refused (and slow) before any range check.
+    if not (cleaned.isascii() and cleaned.isdigit()) or len(cleaned) > MAX_DIGITS:
         raise FormInvalid(f"{field} must be a whole number.")
     number = int(cleaned)
     if number < minimum or (maximum is not None and number > maximum):

@@ -21,6 +21,8 @@ from creditml.errors import DomainError
 from creditml.models.api_schemas import ModelCreate, ModelPublic, ModelUpdate
 from creditml.models.records import Model
 from creditml.models.schema import ModelSchema
+from creditml.predictions.schemas import Receipt
+from creditml.settings import get_settings
 from creditml.web.account_pages import form_key, new_key
 from creditml.web.auth_pages import redirect
 from creditml.web.forms import Form, FormInvalid, read_form, whole_number
@@ -94,7 +96,11 @@ def rows_from_fields(form: Form, names: list[str]) -> list[list[float]]:
 
 def rows_from_csv(text: str, names: list[str]) -> list[list[float]]:
     """Rows pasted as CSV; a first line naming the features is a header (its order wins)."""
-    lines = [row for row in csv.reader(io.StringIO(text.strip())) if any(c.strip() for c in row)]
+    try:
+        read = list(csv.reader(io.StringIO(text.strip())))
+    except csv.Error as exc:
+        raise FormInvalid(f"Rows (CSV): not readable as CSV ({exc}).") from None
+    lines = [row for row in read if any(cell.strip() for cell in row)]
     order = list(range(len(names)))
     first = [cell.strip() for cell in lines[0]] if lines else []
     if sorted(first) == sorted(names) and len(first) == len(names):
@@ -133,9 +139,8 @@ async def predict(request: Request, model_id: str) -> Response:
         return _model_page(request, user, model, {**kept, "error": exc.detail}, exc.status)
     answer = _call_predict(request, user, model.id, rows, key)
     if answer.status == 200:
-        receipt = answer.json()
-        kept["rows"] = rows
-        return _model_page(request, user, model, {**kept, "receipt": receipt, "key": key})
+        receipt = Receipt.model_validate_json(answer.body)
+        return _model_page(request, user, model, {**kept, "receipt": receipt})
     problem = _problem(answer.body, answer.status)
     return _model_page(request, user, model, {**kept, "problem": problem}, answer.status)
 
@@ -158,12 +163,17 @@ def _call_predict(
 
 
 def _problem(body: bytes, status: int) -> dict[str, Any]:
+    """The predict function's problem document, with what the page shows always present."""
     try:
-        problem: dict[str, Any] = json.loads(body)
+        found = json.loads(body)
     except ValueError:
-        problem = {}
-    problem.setdefault("status", status)
-    problem.setdefault("title", "The prediction failed; nothing was charged")
+        found = None
+    problem: dict[str, Any] = found if isinstance(found, dict) else {}
+    problem.setdefault("title", "The prediction failed")
+    problem.setdefault("detail", "")
+    problem.setdefault("balance", None)
+    problem.setdefault("required", None)
+    problem["status"] = status
     return problem
 
 
@@ -197,7 +207,8 @@ async def publish_page(request: Request) -> Response:
     user = required_user(request)
     if not user.is_publisher:
         raise PublishersOnly()
-    return page(request, "publish.html", user, {}, connect=upload_origins())
+    context = {"max_bytes": get_settings().max_model_bytes}
+    return page(request, "publish.html", user, context, connect=upload_origins())
 
 
 class PublishersOnly(DomainError):

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from creditml.composition.core import revocation_list, token_signer, user_directory
+from creditml.composition.core import session_repository, token_signer, user_directory
+from creditml.composition.limits import request_limit
 from creditml.errors import DomainError
+from creditml.limits import request_subject
 from creditml.web.session import SESSION_COOKIE, LoginRequired, WebUser
 
 
 def current_user(request: Request) -> WebUser | None:
     """The logged-in person, or None: no cookie, a forged or expired one, a session ended
-    (logged out, or revoked by a role change), or a user that no longer exists. The role
-    is the one stored now (one GetItem), never the one the session began with."""
+    (logged out, revoked by a role change or a detected reuse) or a spent token, or a user
+    that no longer exists. Two reads, both consistent: the session's family and token (one
+    BatchGetItem: authoritative, so a logout takes effect at once everywhere) and the user
+    with the role stored now."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     try:
         claims = token_signer().verify_refresh(token)
-        if revocation_list().is_revoked(claims.family_id):
+        if not session_repository().is_live(claims):
             return None
         user = user_directory().get(claims.user_id)
     except DomainError:
@@ -27,7 +31,10 @@ def current_user(request: Request) -> WebUser | None:
 
 
 def required_user(request: Request) -> WebUser:
+    """The logged-in person (LoginRequired otherwise), counted against their per-minute
+    request limit like every authenticated API request (RateLimited above it)."""
     user = current_user(request)
     if user is None:
         raise LoginRequired()
+    request_limit().admit(request_subject(user.user_id))
     return user

@@ -63,11 +63,36 @@ function uploadFile(upload, file, progress) {
   });
 }
 
+async function createModel(form) {
+  const fields = new URLSearchParams();
+  for (const name of ["csrf_token", "name", "description", "price"]) {
+    fields.append(name, form.elements[name].value);
+  }
+  const answer = await fetch(form.action, {
+    method: "POST",
+    body: fields,
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  });
+  const type = answer.headers.get("Content-Type") || "";
+  if (!type.startsWith("application/json")) {
+    throw new Error("Your session has ended or this page is out of date: reload it and log in again.");
+  }
+  const created = await answer.json();
+  if (!answer.ok) {
+    throw new Error(created.detail || created.title || "Publishing failed.");
+  }
+  return created;
+}
+
 // Publishing: create the model here, then send the file from the browser straight to the
 // presigned POST (the uploads bucket), then open the model's page, which shows its status.
+// A failed upload is retried with the same model (its presigned POST), never a new one.
 function publish(form) {
   const box = document.getElementById("publish-error");
   const progress = document.getElementById("publish-progress");
+  const maxBytes = Number(form.dataset.maxBytes);
+  let created = null;
   box.setAttribute("tabindex", "-1");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -79,26 +104,14 @@ function publish(form) {
       showError(box, "File: choose the model file to upload.");
       return;
     }
+    if (file.size > maxBytes) {
+      showError(box, "File: the model file is larger than " + maxBytes.toLocaleString() + " bytes.");
+      return;
+    }
     form.dataset.sent = "1";
     box.hidden = true;
-    const fields = new URLSearchParams();
-    for (const name of ["csrf_token", "name", "description", "price"]) {
-      fields.append(name, form.elements[name].value);
-    }
     try {
-      const answer = await fetch(form.action, {
-        method: "POST",
-        body: fields,
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-      });
-      const created = await answer.json();
-      if (!answer.ok) {
-        throw new Error(created.detail || created.title || "Publishing failed.");
-      }
-      if (file.size > created.upload.max_bytes) {
-        throw new Error("File: the model file is larger than " + created.upload.max_bytes + " bytes.");
-      }
+      created = created || (await createModel(form));
       progress.hidden = false;
       await uploadFile(created.upload, file, progress);
       window.location.assign(created.page);
