@@ -15,6 +15,8 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
   per-row ratio           (1,000-row request time / 1,000) / 1-row request time  target <= 0.02
   usage reports           aggregator writes per prediction, /reports/usage latency, daily
                           report time: see benchmarks/reports.py
+  web UI                  warm render of the account and model pages, page weight with
+                          assets, same-origin assets: see benchmarks/web.py
 
 Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
 """
@@ -52,6 +54,9 @@ from creditml.devstack.template import Template  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from reports import bench_reports, in_process_aws  # noqa: E402
+from web import TARGETS as WEB_TARGETS  # noqa: E402
+from web import bench_web  # noqa: E402
+from web import notes as web_notes  # noqa: E402
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -504,7 +509,21 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
         lambda v: v <= 60,
         "<= 60",
     ),
+    *WEB_TARGETS,
 ]
+
+
+def table(
+    results: dict[str, Any], targets: list[tuple[str, str, str, Callable[[float], bool], str]]
+) -> list[str]:
+    """One line per target: its value, the target, and whether it was met."""
+    width = max(len(name) for name, *_ in targets)
+    lines = [f"{'metric':<{width}}  {'value':>12}  {'target':>8}  met"]
+    for name, key, unit, ok, target in targets:
+        value = float(results[key])
+        verdict = "-" if target == "report" else ("yes" if ok(value) else "NO")
+        lines.append(f"{name:<{width}}  {value:>10.3f}{unit:>2}  {target:>8}  {verdict}")
+    return lines
 
 
 def main() -> int:
@@ -513,13 +532,9 @@ def main() -> int:
     results |= bench_auth_import()
     results |= bench_cold_predict_and_load()
     results |= bench_reports()
+    results |= bench_web()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(name) for name, *_ in TARGETS)
-    lines = [f"{'metric':<{width}}  {'value':>12}  {'target':>8}  met"]
-    for name, key, unit, ok, target in TARGETS:
-        value = float(results[key])
-        verdict = "-" if target == "report" else ("yes" if ok(value) else "NO")
-        lines.append(f"{name:<{width}}  {value:>10.3f}{unit:>2}  {target:>8}  {verdict}")
+    lines = table(results, TARGETS)
     lines.append(
         f"(50 MB load: fetch {results['model_load_fetch_s']:.3f} s, unwrap+decrypt+verify "
         f"{results['model_load_unwrap_decrypt_verify_s']:.3f} s, safe unpickle "
@@ -531,6 +546,7 @@ def main() -> int:
         f"{results['joblib_load_median_s']:.3f} s, model load "
         f"{results['model_load_median_s']:.3f} s; results in {RESULTS.relative_to(ROOT)})"
     )
+    lines += web_notes(results)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -23,9 +23,17 @@ print("RESULTS " + json.dumps(results))
 """
 
 
-def _small_run() -> dict[str, Any]:
+WEB_RUN = """
+import json, sys
+sys.path.insert(0, "benchmarks")
+import web
+print("RESULTS " + json.dumps(web.bench_web(renders=3, entries=6)))
+"""
+
+
+def _small_run(script: str = SMALL_RUN) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", SMALL_RUN],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -47,3 +55,21 @@ def test_every_benchmark_runs_at_a_small_size() -> None:
     assert 0 < results["usage_own_cost_day_median_ms"] <= results["usage_latency_day_median_ms"]
     assert results["daily_report_predictions"] == 300
     assert 0 < results["daily_report_own_s"] <= results["daily_report_s"]
+
+
+def test_the_web_benchmark_runs_at_a_small_size() -> None:
+    results = _small_run(WEB_RUN)
+    for page in ("account", "model"):
+        total = results[f"web_{page}_render_median_ms"]
+        assert 0 < results[f"web_{page}_render_own_median_ms"] <= total
+        assert 0 < results[f"web_{page}_render_jinja_median_ms"] <= total
+        assert results[f"web_{page}_render_aws_calls"] >= 1
+    # Sizes do not depend on the machine: the UI's pages stay within the issue's budget.
+    for page in ("account", "model", "usage"):
+        assert 5 < results[f"web_{page}_page_kb"] <= 250
+        assert {"html", "/ui/static/app.css", "/ui/static/app.js"} <= {
+            name.split("?")[0] for name in results[f"web_{page}_page_bytes"]
+        }
+    assert results["web_foreign_url_count"] == 0
+    assert results["web_docs_foreign_urls"] == []
+    assert results["web_docs_page_kb"] > 250  # Swagger UI, vendored: reported, no target
