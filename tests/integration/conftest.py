@@ -4,6 +4,7 @@ resource created from template.yaml's own definitions."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from moto import mock_aws
 from creditml.auth.roles import Role
 from creditml.devstack import runtime
 from creditml.devstack.aws import REGION, function_environment, provision
-from creditml.devstack.gateway import to_http_response
+from creditml.devstack.gateway import Gateway, to_http_response
 from creditml.devstack.stack import apply_environment, aws_environment
 from creditml.devstack.template import Template
 
@@ -133,3 +134,16 @@ def keyed_table(
         "BillingMode": "PAY_PER_REQUEST",
         **extra,
     }
+
+
+@contextmanager
+def serving(template: Template) -> Iterator[Gateway]:
+    """The local gateway for `template`'s routes on a free port, served from a thread."""
+    server = Gateway(template, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from creditml.devstack import runtime
 from creditml.devstack.gateway import Gateway, to_http_response
 from creditml.devstack.template import Template
 from tests.conftest import load_event
+from tests.integration.conftest import serving
 
 # Routes that exist for the platform rather than the public API.
 DOCS_ROUTES = {"GET /openapi.json", "GET /docs", "GET /docs/assets/{name}"}
@@ -80,8 +80,9 @@ def test_openapi_documents_every_public_route(template: Template) -> None:
 def test_the_web_function_serves_only_its_own_paths(template: Template) -> None:
     """The pages live under / and /ui/..., beside the API's paths and never on them."""
     assert _declared(template, "WebFunction") == WEB_ROUTES
-    app = runtime.load_module(template.functions["WebFunction"]).app
-    paths = {route.path for route in app.routes if hasattr(route, "methods")}
+    from creditml.web.app import ROUTERS
+
+    paths = {route.path for router in ROUTERS for route in router.routes} | {"/ui/static/{name}"}
     assert "/" in paths
     assert all(path == "/" or path == "/ui" or path.startswith("/ui/") for path in paths)
     documented = set(openapi_document()["paths"])
@@ -241,12 +242,8 @@ def test_the_docs_function_serves_the_documented_document(template: Template) ->
 
 @pytest.fixture
 def gateway(aws: dict[str, str], template: Template) -> Iterator[Gateway]:
-    server = Gateway(template, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(template) as server:
+        yield server
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), UNCLAIMED[:4])

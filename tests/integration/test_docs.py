@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from creditml.api.routes.docs import MEDIA_TYPES, SWAGGER_UI_DIR
 from creditml.devstack.gateway import Gateway
 from creditml.devstack.stack import aws_environment
 from creditml.devstack.template import Template
+from tests.integration.conftest import serving
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -35,12 +35,8 @@ def gateway(template: Template) -> Iterator[Gateway]:
         for name, value in {**aws_environment("unused"), **literal}.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("AWS_ENDPOINT_URL")
-        server = Gateway(template, "127.0.0.1", 0)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield server
-        server.shutdown()
-        server.server_close()
+        with serving(template) as server:
+            yield server
 
 
 def _get(gateway: Gateway, path: str) -> Answer:

@@ -26,6 +26,7 @@ from creditml.web.session import LoginRequired
 # Assets are named by the page that loads them with ?v=<version>, so a deploy changes their
 # URLs and a day of caching is safe.
 ASSET_MAX_AGE = 86_400
+ROUTERS = (auth_pages.router, account_pages.router, model_pages.router, admin_pages.router)
 ASSETS = {path.name: path for path in STATIC.iterdir() if path.is_file()}
 
 
@@ -37,7 +38,7 @@ def create_web_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    for router in (auth_pages.router, account_pages.router, model_pages.router, admin_pages.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_api_route("/ui/static/{name}", asset, methods=["GET"])
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 
 from creditml.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
+from creditml.web.session import CSRF_FIELD, check_csrf
 
 MAX_FORM_BYTES = 1024 * 1024  # a pasted CSV of a few thousand rows
 MAX_DIGITS = 18
@@ -22,6 +23,14 @@ class Form(dict[str, str]):
 
 
 async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> Form:
+    """The posted form, once its CSRF token is checked (CsrfRefused otherwise): every
+    state-changing page reads its form here, so none can skip the check."""
+    form = await _fields(request, limit)
+    check_csrf(request, form.get(CSRF_FIELD))
+    return form
+
+
+async def _fields(request: Request, limit: int) -> Form:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType()
