@@ -13,7 +13,7 @@ PORT ?= 3000
 SAM := PATH="$(dir $(PY312)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: help install install-sam dev test lint typecheck unit integration e2e build-tests validate build bench soak clean
+.PHONY: help install install-sam dev test lint typecheck unit integration e2e browser build-tests validate build bench soak clean
 
 help:
 	@echo "make dev    install and start the local stack (embedded AWS, seeded demo data)"
@@ -61,18 +61,25 @@ integration: install
 e2e: install
 	$(BIN)/pytest -m e2e
 
+browser: install
+	$(BIN)/pytest -m browser
+
 build-tests: build
 	$(BIN)/pytest -m build
 
 # Coverage is measured where the code runs in the test process (unit + integration) and must
 # not fall below the floor; then the suites that drive real processes (e2e over HTTP against
-# `creditml dev`, and the checks of the `sam build` output). pytest-randomly shuffles the
-# order of every run (its seed is printed: `-p randomly --randomly-seed=N` replays one).
+# `creditml dev`, and the checks of the `sam build` output); then the browser tests in a
+# process of their own: Playwright's sync API keeps an event loop marked running in the main
+# thread for as long as its browser lives, and the e2e tests that run handlers in-process
+# (creditml invoke) need that thread's loop free. pytest-randomly shuffles the order of every
+# run (its seed is printed: `-p randomly --randomly-seed=N` replays one).
 COVERAGE_FLOOR := 80
 
 test: lint typecheck validate build
 	$(BIN)/pytest -m "unit or integration" --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
-	$(BIN)/pytest -m "not unit and not integration"
+	$(BIN)/pytest -m "not unit and not integration and not browser"
+	$(BIN)/pytest -m browser
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -114,3 +114,31 @@ def test_a_model_named_like_a_script_renders_as_text(
         if path != "/ui/usage":
             expect(page.get_by_text(SCRIPT_NAME).first, path).to_be_visible()
     assert not dialogs, f"a script ran: {dialogs}"
+
+
+def test_the_owner_uploads_a_version_changes_price_and_description_and_archives(
+    as_role: Callable[..., Page], tmp_path: Path
+) -> None:
+    page = as_role("publisher")
+    name = f"ui-manage-{uuid.uuid4().hex[:8]}"
+    file = _model_file(tmp_path)
+    _publish(page, name, file)
+    expect(page.get_by_test_id("model-status")).to_have_text(
+        re.compile(r"\bready\b"), timeout=READY_WITHIN_MS
+    )
+    page.get_by_label("New version", exact=True).set_input_files(file)
+    page.get_by_role("button", name="Upload version", exact=True).click()
+    versions = page.get_by_role("table").filter(has_text="Registered (UTC)")
+    expect(versions.get_by_role("row")).to_have_count(3)  # a header and two versions
+    expect(
+        page.get_by_text("Version serving").locator("xpath=following-sibling::dd[1]")
+    ).to_have_text("2", timeout=READY_WITHIN_MS)
+    page.get_by_label("Price", exact=True).fill("7")
+    page.get_by_role("button", name="Change price", exact=True).click()
+    expect(page.get_by_text("7 credits per row")).to_be_visible()
+    page.get_by_label("Description", exact=True).fill("Now with a better description")
+    page.get_by_role("button", name="Save description", exact=True).click()
+    expect(page.get_by_text("Now with a better description").first).to_be_visible()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Archive", exact=True).click()
+    expect(page.get_by_test_id("model-status")).to_have_text("archived")

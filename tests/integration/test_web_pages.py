@@ -425,3 +425,43 @@ def test_web_requests_count_against_the_request_limit(
     assert statuses[:3] == [200, 200, 200]
     assert statuses[3:] == [429, 429]
     assert "<h1>" in browser.get("/ui/models").text
+
+
+def test_the_owner_opens_a_version_and_edits_the_description(api: Api, browser: Browser) -> None:
+    import json
+
+    from tests.integration.publishing import model_file, upload_and_register
+
+    email = _email("pub")
+    owner = register_and_login(api, email, PASSWORD, role=Role.PUBLISHER)
+    model_id = publish(api, owner["access"])
+    browser.log_in(email, PASSWORD)
+    page = browser.get(f"/ui/models/{model_id}")
+    assert "Upload version" in page.text
+    opened = browser.post(f"/ui/models/{model_id}/versions", {"csrf_token": page.csrf()})
+    assert opened.status == 201
+    ticket = json.loads(opened.text)
+    assert ticket["page"] == f"/ui/models/{model_id}"
+    pending = browser.get(f"/ui/models/{model_id}")
+    assert "Version 2 is waiting" in pending.text
+    assert 'data-poll="3000"' in pending.text
+    result = upload_and_register(api, model_id, 2, model_file(), ticket["upload"]["fields"])
+    assert result["registrations"][0]["outcome"] == "ready"
+    ready = browser.get(f"/ui/models/{model_id}")
+    assert "<dt>Version serving</dt><dd>2</dd>" in ready.text
+    assert "Version 2 is waiting" not in ready.text
+    changed = browser.post(
+        f"/ui/models/{model_id}/description",
+        {"csrf_token": page.csrf(), "description": "<b>bold</b> claims"},
+    )
+    assert changed.status == 303
+    shown = browser.get(f"/ui/models/{model_id}").text
+    assert "&lt;b&gt;bold&lt;/b&gt; claims" in shown
+    assert "<b>bold</b>" not in shown
+    stranger = Browser(browser.template)
+    _registered(stranger)
+    refused = stranger.post(
+        f"/ui/models/{model_id}/versions", {"csrf_token": stranger.get("/ui/account").csrf()}
+    )
+    assert refused.status == 403
+    assert json.loads(refused.text)["code"] == "forbidden"

@@ -157,4 +157,5 @@ async def usage(request: Request, days: int = 30) -> Response:
         by_model = service.usage(user.user_id, user.role, period, GroupBy.MODEL, scope)
         title = SCOPE_TITLES[scope]
         sections.append({"title": title, "scope": str(scope), **_charts(by_day, by_model, title)})
-    return page(request, "usage.html", user, {"sections": sections, "period": period})
+    context = {"sections": sections, "period": period, "days": (last - period.first).days + 1}
+    return page(request, "usage.html", user, context)

@@ -19,8 +19,9 @@ from creditml.composition.models import model_service
 from creditml.composition.web import predict_function, upload_origins
 from creditml.errors import DomainError
 from creditml.models.api_schemas import ModelCreate, ModelPublic, ModelUpdate
-from creditml.models.records import Model
+from creditml.models.records import Model, VersionStatus
 from creditml.models.schema import ModelSchema
+from creditml.models.service import UploadTicket
 from creditml.predictions.schemas import Receipt
 from creditml.settings import get_settings
 from creditml.web.account_pages import form_key, new_key
@@ -62,6 +63,8 @@ def _model_page(
         "model": public,
         "features": feature_names(public.input_schema),
         "manage": manage and user.is_publisher,
+        "max_bytes": get_settings().max_model_bytes,
+        "next_pending": _next_pending(model),
         "key": new_key(),
         "values": {},
         "csv": "",
@@ -70,7 +73,17 @@ def _model_page(
         "error": None,
         **(extra or {}),
     }
-    return page(request, "model.html", user, context, status=status)
+    connect = upload_origins() if context["manage"] else ()
+    return page(request, "model.html", user, context, status=status, connect=connect)
+
+
+def _next_pending(model: Model) -> int | None:
+    """The latest version's number while it waits for its file or its check and an older
+    one serves (the page then refreshes until it is decided)."""
+    latest = next((v for v in model.versions if v.version == model.latest_version), None)
+    if latest is None or latest.status is not VersionStatus.PENDING:
+        return None
+    return latest.version if model.serving_version else None
 
 
 @router.get("/ui/models/{model_id}")
@@ -191,6 +204,32 @@ async def change_price(request: Request, model_id: str) -> Response:
     return redirect(f"/ui/models/{model_id}?changed=price")
 
 
+@router.post("/ui/models/{model_id}/description")
+async def change_description(request: Request, model_id: str) -> Response:
+    user = required_user(request)
+    form = await read_form(request)
+    service = model_service()
+    try:
+        body = validated(ModelUpdate, {"description": form.get("description", "").strip()})
+        service.update(user.claims, model_id[:64], None, body.description)
+    except DomainError as exc:
+        model = service.show(user.claims, model_id[:64])
+        return _model_page(request, user, model, {"error": exc.detail}, exc.status)
+    return redirect(f"/ui/models/{model_id}?changed=description")
+
+
+@router.post("/ui/models/{model_id}/versions")
+async def new_version(request: Request, model_id: str) -> Response:
+    """Open the next version and answer its presigned POST (JSON, for the page's script)."""
+    user = required_user(request)
+    await read_form(request)  # its CSRF check
+    try:
+        ticket = model_service().new_version(user.claims, model_id[:64])
+    except DomainError as exc:
+        return _json_problem(exc)
+    return _upload_ticket(ticket)
+
+
 @router.post("/ui/models/{model_id}/archive")
 async def archive(request: Request, model_id: str) -> Response:
     user = required_user(request)
@@ -235,11 +274,19 @@ async def publish(request: Request) -> Response:
         body = validated(ModelCreate, data)
         ticket = model_service().create(user.claims, body.name, body.description, body.price)
     except DomainError as exc:
-        answer = JSONResponse(
-            {"title": exc.title, "detail": exc.detail, "code": exc.code}, status_code=exc.status
-        )
-        secure(answer)
-        return answer
+        return _json_problem(exc)
+    return _upload_ticket(ticket)
+
+
+def _json_problem(exc: DomainError) -> Response:
+    answer = JSONResponse(
+        {"title": exc.title, "detail": exc.detail, "code": exc.code}, status_code=exc.status
+    )
+    secure(answer)
+    return answer
+
+
+def _upload_ticket(ticket: UploadTicket) -> Response:
     answer = JSONResponse(
         {
             "model_id": ticket.model.id,

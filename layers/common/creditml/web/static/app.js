@@ -63,9 +63,11 @@ function uploadFile(upload, file, progress) {
   });
 }
 
+// The form's own fields named in data-upload go to the web function, which answers the
+// presigned POST (a new model, or a new version of one).
 async function createModel(form) {
   const fields = new URLSearchParams();
-  for (const name of ["csrf_token", "name", "description", "price"]) {
+  for (const name of form.dataset.upload.split(" ")) {
     fields.append(name, form.elements[name].value);
   }
   const answer = await fetch(form.action, {
@@ -85,12 +87,12 @@ async function createModel(form) {
   return created;
 }
 
-// Publishing: create the model here, then send the file from the browser straight to the
-// presigned POST (the uploads bucket), then open the model's page, which shows its status.
-// A failed upload is retried with the same model (its presigned POST), never a new one.
+// Publishing (a model or a version): create it here, then send the file from the browser
+// straight to the presigned POST (the uploads bucket), then open the model's page, which
+// shows its status. A failed upload is retried with the same presigned POST, never a new one.
 function publish(form) {
-  const box = document.getElementById("publish-error");
-  const progress = document.getElementById("publish-progress");
+  const box = form.querySelector("[data-upload-error]");
+  const progress = form.querySelector("[data-upload-progress]");
   const maxBytes = Number(form.dataset.maxBytes);
   let created = null;
   box.setAttribute("tabindex", "-1");
@@ -126,5 +128,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-once]").forEach(submitOnce);
   document.querySelectorAll("form[data-confirm]").forEach(confirmFirst);
   document.querySelectorAll("[data-poll]").forEach(pollStatus);
-  document.querySelectorAll("form[data-publish]").forEach(publish);
+  document.querySelectorAll("form[data-upload]").forEach(publish);
 });
