@@ -73,11 +73,12 @@ build-tests: build
 # process of their own: Playwright's sync API keeps an event loop marked running in the main
 # thread for as long as its browser lives, and the e2e tests that run handlers in-process
 # (creditml invoke) need that thread's loop free. pytest-randomly shuffles the order of every
-# run (its seed is printed: `-p randomly --randomly-seed=N` replays one).
+# run (its seed is printed: `-p randomly --randomly-seed=N` replays one). The first run spreads
+# its tests over every core (pytest-xdist; each worker is a process with its own moto).
 COVERAGE_FLOOR := 80
 
 test: lint typecheck validate build
-	$(BIN)/pytest -m "unit or integration" --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/pytest -m "unit or integration" -n auto --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 	$(BIN)/pytest -m "not unit and not integration and not browser"
 	$(BIN)/pytest -m browser
 
