@@ -16,7 +16,7 @@ import numpy as np
 from playwright.sync_api import Dialog, Page, expect
 from sklearn.linear_model import LogisticRegression
 
-from tests.e2e.conftest import bearer, new_account
+from tests.e2e.conftest import bearer, new_account, post_upload
 
 READY_WITHIN_MS = 60_000
 SCRIPT_NAME = "<script>alert(1)</script>"
@@ -84,13 +84,7 @@ def _publish_by_api(http: httpx.Client, token: str, name: str, file: Path) -> st
     )
     assert created.status_code == 201, created.text
     upload = created.json()["upload"]
-    posted = httpx.post(
-        upload["url"],
-        data=upload["fields"],
-        files={"file": ("model.joblib", file.read_bytes())},
-        timeout=60,
-    )
-    assert posted.status_code in (200, 201, 204), posted.text
+    post_upload(upload, file.read_bytes())
     model_id = str(created.json()["model_id"])
     _wait_ready(http, token, model_id)
     return model_id

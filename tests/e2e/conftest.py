@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -214,3 +215,15 @@ def verify_ledger(stack: RunningStack) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CREDITML, "ledger", "verify"], cwd=stack.cwd, capture_output=True, text=True, timeout=120
     )
+
+
+def post_upload(upload: dict[str, Any], data: bytes, fields: dict[str, str] | None = None) -> None:
+    """Send a model file to a presigned POST (`upload` from POST /models) as a browser or
+    the client would: the POST's fields (or `fields`), then the file."""
+    posted = httpx.post(
+        upload["url"],
+        data=fields or upload["fields"],
+        files={"file": ("model.joblib", data)},
+        timeout=60,
+    )
+    assert posted.status_code in (200, 201, 204), posted.text

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from creditml.settings import get_settings
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, bearer, login, new_account
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, bearer, login, new_account, post_upload
 from tests.models.hostile import hostile_files
 
 ROWS = np.random.default_rng(3).normal(size=(80, 5))
@@ -42,19 +42,9 @@ def _create(http: httpx.Client, token: str) -> dict[str, Any]:
     return dict(created.json())
 
 
-def _post(upload: dict[str, Any], data: bytes, fields: dict[str, str] | None = None) -> None:
-    posted = httpx.post(
-        upload["url"],
-        data=fields or upload["fields"],
-        files={"file": ("model.joblib", data)},
-        timeout=60,
-    )
-    assert posted.status_code in (200, 201, 204), posted.text
-
-
 def _publish(http: httpx.Client, token: str, data: bytes) -> str:
     created = _create(http, token)
-    _post(created["upload"], data)
+    post_upload(created["upload"], data)
     return str(created["model_id"])
 
 
@@ -127,7 +117,7 @@ def test_a_form_rewritten_to_another_publishers_key_does_not_register(
     attacker = _create(http, attacker_token)
     forged = {**attacker["upload"]["fields"], "key": victim["upload"]["fields"]["key"]}
     theirs = LogisticRegression().fit(ROWS[:, :3], ROWS[:, 0] > 0)
-    _post(attacker["upload"], _file(theirs), forged)
+    post_upload(attacker["upload"], _file(theirs), forged)
     # When registration has handled the forged upload (it removes the object)
     bucket = get_settings().uploads_bucket
     key = victim["upload"]["fields"]["key"]
@@ -140,7 +130,7 @@ def test_a_form_rewritten_to_another_publishers_key_does_not_register(
     assert (shown["status"], shown["reason"]) == ("pending", None)
     # And the victim's own upload registers their model
     mine = RandomForestRegressor(n_estimators=5, random_state=0).fit(ROWS, ROWS[:, 0])
-    _post(victim["upload"], _file(mine))
+    post_upload(victim["upload"], _file(mine))
     shown = _wait_for(http, victim_token, victim["model_id"])
     assert shown["status"] == "ready", shown
     assert shown["input_schema"]["n_features"] == 5

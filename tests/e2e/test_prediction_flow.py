@@ -30,7 +30,7 @@ from creditml.storage.ledger import LedgerRepository
 from creditml.storage.model_parts import KmsDataKeys, ModelParts
 from creditml.storage.models import ModelRepository
 from creditml.storage.prediction_outputs import PredictionOutputs
-from tests.e2e.conftest import Account, RunningStack, new_account, verify_ledger
+from tests.e2e.conftest import Account, RunningStack, new_account, post_upload, verify_ledger
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -274,13 +274,7 @@ def _publish(http: httpx.Client, publisher: Account, model: Any) -> tuple[str, b
     )
     assert created.status_code == 201, created.text
     upload = created.json()["upload"]
-    posted = httpx.post(
-        upload["url"],
-        data=upload["fields"],
-        files={"file": ("m.joblib", buffer.getvalue())},
-        timeout=60,
-    )
-    assert posted.status_code in (200, 201, 204)
+    post_upload(upload, buffer.getvalue())
     model_id = str(created.json()["model_id"])
     deadline = time.monotonic() + 30
     while http.get(f"/models/{model_id}", headers=publisher.headers()).json()["status"] == (

@@ -36,6 +36,7 @@ from tests.e2e.conftest import (
     bearer,
     login,
     new_account,
+    post_upload,
 )
 
 FRESH_SECONDS = 60  # DESIGN §9: a charged prediction shows up within 60 seconds
@@ -85,13 +86,7 @@ def _publish(http: httpx.Client, publisher: Account, name: str, price: int) -> s
     buffer = io.BytesIO()
     joblib.dump(LinearRegression().fit(FEATURES, FEATURES @ [1.0, -2.0, 0.5]), buffer)
     upload = body["upload"]
-    posted = httpx.post(
-        upload["url"],
-        data=upload["fields"],
-        files={"file": ("model.joblib", buffer.getvalue())},
-        timeout=60,
-    )
-    assert posted.status_code in (200, 201, 204), posted.text
+    post_upload(upload, buffer.getvalue())
     model_id = str(body["model_id"])
     deadline = time.monotonic() + 30
     while (status := _model(http, publisher, model_id)["status"]) == "pending":

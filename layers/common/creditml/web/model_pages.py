@@ -191,31 +191,30 @@ def _problem(body: bytes, status: int) -> dict[str, Any]:
 
 @router.post("/ui/models/{model_id}/price")
 async def change_price(request: Request, model_id: str) -> Response:
-    user = required_user(request)
-    form = await read_form(request)
-    service = model_service()
-    try:
-        price = whole_number(form.text("price"), "Price", minimum=0)
-        body = validated(ModelUpdate, {"price": price})
-        service.update(user.claims, model_id[:64], body.price, None)
-    except DomainError as exc:
-        model = service.show(user.claims, model_id[:64])
-        return _model_page(request, user, model, {"error": exc.detail}, exc.status)
-    return redirect(f"/ui/models/{model_id}?changed=price")
+    return await _update(request, model_id, "price")
 
 
 @router.post("/ui/models/{model_id}/description")
 async def change_description(request: Request, model_id: str) -> Response:
+    return await _update(request, model_id, "description")
+
+
+async def _update(request: Request, model_id: str, field: str) -> Response:
+    """Change the model's price or description (its owner or an admin), as PATCH would."""
     user = required_user(request)
     form = await read_form(request)
     service = model_service()
     try:
-        body = validated(ModelUpdate, {"description": form.get("description", "").strip()})
-        service.update(user.claims, model_id[:64], None, body.description)
+        if field == "price":
+            change: dict[str, Any] = {"price": whole_number(form.text("price"), "Price")}
+        else:
+            change = {"description": form.get("description", "").strip()}
+        body = validated(ModelUpdate, change)
+        service.update(user.claims, model_id[:64], body.price, body.description)
     except DomainError as exc:
         model = service.show(user.claims, model_id[:64])
         return _model_page(request, user, model, {"error": exc.detail}, exc.status)
-    return redirect(f"/ui/models/{model_id}?changed=description")
+    return redirect(f"/ui/models/{model_id}?changed={field}")
 
 
 @router.post("/ui/models/{model_id}/versions")
