@@ -129,7 +129,8 @@ def require_role(required: Role) -> object:
 AdminPrincipal = Annotated[AccessClaims, require_role(Role.ADMIN)]
 
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# The web UI's money forms carry their key under the same rule (creditml.web).
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 async def idempotency_key(
@@ -146,7 +147,7 @@ async def idempotency_key(
     """The request's Idempotency-Key: 400 when missing, 422 when malformed."""
     if key is None or not key.strip():
         raise IdempotencyKeyRequired()
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not IDEMPOTENCY_KEY.match(key):
         raise InvalidIdempotencyKey()
     return key
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from creditml.api.dependencies import IDEMPOTENCY_KEY
 from creditml.billing.schemas import TopUpRequest
 from creditml.billing.service import decode_cursor, encode_cursor
 from creditml.composition.billing import billing_service
@@ -30,8 +30,6 @@ from creditml.web.validation import validated
 
 router = APIRouter()
 PAGE_SIZE = 20
-# The same rule as the API's Idempotency-Key header.
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def form_key(value: str) -> str:

@@ -17,6 +17,16 @@ def current_user(request: Request) -> WebUser | None:
     that no longer exists. Two reads, both consistent: the session's family and token (one
     BatchGetItem: authoritative, so a logout takes effect at once everywhere) and the user
     with the role stored now."""
+    # Read once per request (an error page asks again): kept as a 1-tuple, so a request
+    # found logged out is remembered too.
+    known: tuple[WebUser | None] | None = getattr(request.state, "web_user", None)
+    if known is None:
+        known = request.state.web_user = (_session_user(request),)
+    return known[0]
+
+
+def _session_user(request: Request) -> WebUser | None:
+    """The reads behind current_user."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
