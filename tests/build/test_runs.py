@@ -49,7 +49,8 @@ def foreign_modules():
 """
 
 LOAD_AND_PREDICT = """
-from creditml.models.safe_loading import inspect_model, load_model
+from creditml.models.inspection import inspect_model
+from creditml.models.safe_loading import load_model
 
 rows = json.loads(sys.argv[3])
 results = {}

@@ -272,7 +272,10 @@ def test_a_plain_user_sees_only_their_own_usage(
 
 
 def test_the_daily_report_made_on_demand_holds_every_prediction(
-    http: httpx.Client, traffic: Traffic, capsys: pytest.CaptureFixture[str]
+    http: httpx.Client,
+    traffic: Traffic,
+    capsys: pytest.CaptureFixture[str],
+    stack: RunningStack,
 ) -> None:
     day = traffic.day.isoformat()
     admin = bearer(traffic.admin)
@@ -295,7 +298,13 @@ def test_the_daily_report_made_on_demand_holds_every_prediction(
             found.update(answers[-1].json())
         return bool(found) and datetime.fromisoformat(found["generated_at"]) >= asked
 
-    elapsed = _eventually(made, started, last=lambda: answers[-1].text)
+    # On a timeout, what the stack printed since the POST says why (the run is asynchronous).
+    printed = len(stack.output)
+    elapsed = _eventually(
+        made,
+        started,
+        last=lambda: answers[-1].text + "\nstack:\n" + "".join(stack.output[printed:][-60:]),
+    )
     _show(capsys, f"daily report of {day} ready {elapsed:.2f} s after POST")
     assert found["date"] == day
     # And its files, fetched over HTTP through their presigned URLs, hold the same numbers

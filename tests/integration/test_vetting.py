@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from creditml.models import vetting
 from creditml.models.errors import ModelRejected
-from creditml.models.safe_loading import inspect_model
+from creditml.models.inspection import inspect_model
 from creditml.models.vetting import VettingLimits, check_in_child, vet_model, zygote_pid
 from tests.models.corpus import CORPUS
 from tests.models.hostile import (

@@ -17,7 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from creditml.models.errors import ModelRejected
-from creditml.models.safe_loading import inspect_model, load_model
+from creditml.models.inspection import inspect_model
+from creditml.models.safe_loading import load_model
 from tests.models.corpus import CORPUS
 from tests.models.hostile import hostile_files
 

@@ -25,8 +25,9 @@ import creditml
 from creditml.models.crypto import seal
 from creditml.models.errors import ModelRejected
 from creditml.models.footprint import MODEL_OVERHEAD_BYTES, model_nbytes
+from creditml.models.inspection import inspect_model
 from creditml.models.loader import ModelCache, ModelLoader
-from creditml.models.safe_loading import inspect_model, load_model
+from creditml.models.safe_loading import load_model
 from creditml.models.sandbox import check_model
 from creditml.models.trees import validate_trees
 from creditml.models.vetting import VettingFailed, VettingLimits, _verdict, child_environment

@@ -46,7 +46,8 @@ def check_model(data: bytes, max_memory_bytes: int, stage: Any = None) -> ModelS
     """Everything registration checks, in this process: the schema of the model in `data`,
     or ModelRejected with the reason. `stage(name)` is called as each step begins."""
     from creditml.models.footprint import model_nbytes
-    from creditml.models.safe_loading import inspect_model, load_model
+    from creditml.models.inspection import inspect_model
+    from creditml.models.safe_loading import load_model
     from creditml.models.trees import validate_trees
 
     report = stage or (lambda name: None)
