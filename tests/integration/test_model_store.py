@@ -80,6 +80,11 @@ def test_plain_users_cannot_create_models(api: Api) -> None:
         {"name": "x"},
         {"name": "x", "price": "2"},
         {"name": "x", "price": 1, "k": 1},
+        # Names and descriptions are shown in terminals (the CLI) and pages: no escape
+        # sequences, no bidi overrides
+        {"name": "x\u001b]0;pwned\u0007\u001b[2J", "price": 1},
+        {"name": "invoice\u202egpj.exe", "price": 1},
+        {"name": "x", "description": "fine\nthen \u001b[31mred", "price": 1},
     ],
 )
 def test_bad_model_bodies_are_422(api: Api, publisher: dict[str, Any], body: Any) -> None:

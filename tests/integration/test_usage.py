@@ -423,3 +423,36 @@ def test_a_backfill_counts_what_the_stream_never_delivered_once(
     aggregate(api, records)  # and the stream, late, counts nothing again
     _, again = usage(api, world["admin"]["access"], "scope=all")
     assert again["totals"] == body["totals"]
+
+
+def test_debits_that_are_not_predictions_are_left_out_and_stop_nothing(
+    api: Api, world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `debit` entry without a model or rows in its details (ledger tooling writes them:
+    tests/e2e/test_billing_flow.py does, on the shared stack) is no prediction: the stream,
+    the daily report's ledger scan and the backfill all leave it out, and none of them fails
+    on it (a KeyError here once stopped every daily report of the day)."""
+    from creditml.billing.ledger import IdempotencySlot, request_hash
+    from creditml.composition.core import ledger
+
+    alice = world["alice"]["id"]
+    for index, details in enumerate([None, {"note": "adjustment"}, {"model_id": "m"}]):
+        ledger().debit(
+            alice,
+            1,
+            slot=IdempotencySlot.of(alice, f"tooling-{index}"),
+            request=request_hash("debit", {"n": index}),
+            details=details,
+        )
+    predictions = [d for d in ledger_debits() if "rows" in json.loads(d.get("details", "{}"))]
+    assert len(ledger_debits()) == len(predictions) + 3
+    aggregate(api, stream_records())
+    _, body = usage(api, world["admin"]["access"], "scope=all")
+    assert body["totals"] == sums(predictions)
+    reports = reports_with(InlineRunner(api))
+    today = datetime.now(UTC).date()
+    report = reports.make(today)
+    assert report.document()["ledger_cross_check"]["ok"] is True
+    assert report.document()["totals"] == sums(predictions)
+    assert main(["usage", "backfill"]) == 0
+    assert f"{len(predictions)} debits in the ledger" in capsys.readouterr().out

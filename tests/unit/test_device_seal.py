@@ -171,6 +171,13 @@ def test_public_keys_round_trip_and_bad_ones_are_refused() -> None:
             decode_public_key(bad)
 
 
+@pytest.mark.parametrize("point", [bytes(32), (1).to_bytes(32, "little")])
+def test_low_order_public_keys_are_refused(point: bytes) -> None:
+    """A device registered with one would make every download to it fail (after a sale)."""
+    with pytest.raises(ValueError, match="shared key"):
+        decode_public_key(encode_public_key(point))
+
+
 def test_binding_fields_cannot_smuggle_a_separator() -> None:
     with pytest.raises(ValueError, match="may not contain"):
         DeviceBinding("a|b", 1, "d", FINGERPRINT).info()

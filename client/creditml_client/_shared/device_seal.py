@@ -126,11 +126,14 @@ def encode_public_key(raw: bytes) -> str:
 
 
 def decode_public_key(text: str) -> bytes:
-    """The raw 32 bytes of a base64 X25519 public key; ValueError when it is not one."""
+    """The raw 32 bytes of a base64 X25519 public key; ValueError when it is not one, or is
+    one of the low-order points (all zeros, …) that no key agreement can use: registering
+    such a device would make every download to it fail after the request got that far."""
     raw = _unb64(text)
     if len(raw) != PUBLIC_KEY_BYTES:
         raise ValueError(f"an X25519 public key is {PUBLIC_KEY_BYTES} bytes")
-    X25519PublicKey.from_public_bytes(raw)
+    # A trial agreement: the library refuses the shared secret a low-order point gives.
+    X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
     return raw
 
 

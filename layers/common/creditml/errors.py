@@ -66,6 +66,29 @@ class Forbidden(DomainError):
     title = "You are not allowed to do this"
 
 
+class ApiKeyNotAllowed(DomainError):
+    """An API key on a route that only a session may use: /api-keys and /auth/*."""
+
+    status = 403
+    code = "api_key_not_allowed"
+    title = "API keys cannot manage API keys or sessions; use an access token from log-in"
+
+
+class ApiKeyNotFound(DomainError):
+    status = 404
+    code = "api_key_not_found"
+    title = "API key not found"
+
+
+class TooManyApiKeys(DomainError):
+    status = 409
+    code = "api_key_limit_reached"
+    title = "The account has as many API keys as it may; revoke one first"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"An account may have at most {maximum} API keys.", maximum=maximum)
+
+
 class UserNotFound(DomainError):
     status = 404
     code = "user_not_found"
@@ -109,6 +132,39 @@ class ModelArchived(DomainError):
     status = 410
     code = "model_archived"
     title = "The model is archived and takes no predictions"
+
+
+class VersionNotFound(DomainError):
+    status = 404
+    code = "version_not_found"
+    title = "The model has no such version"
+
+
+class VersionNotReady(DomainError):
+    status = 409
+    code = "version_not_ready"
+    title = "This version of the model is not ready (pending, rejected or expired)"
+
+
+class DownloadNotAllowed(DomainError):
+    status = 403
+    code = "download_not_allowed"
+    title = "The model's owner has not made it downloadable (no download price)"
+
+
+class DeviceNotFound(DomainError):
+    status = 404
+    code = "device_not_found"
+    title = "Device not found"
+
+
+class TooManyDevices(DomainError):
+    status = 409
+    code = "device_limit_reached"
+    title = "The account has as many devices as it may; delete one first"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"An account may register at most {maximum} devices.", maximum=maximum)
 
 
 class InvalidParameter(DomainError):

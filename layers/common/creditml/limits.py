@@ -6,7 +6,8 @@ nothing:
 - Predictions per account and minute (RATE_LIMIT_PER_MINUTE): a `MinuteCount` kept on the
   account item and written by the debit's own transaction (creditml.billing.ledger), so the
   limit costs no DynamoDB call of its own.
-- Other authenticated requests per subject and minute ("user:<id>", later "key:<id>"): one
+- Other authenticated requests per subject and minute ("user:<id>"; an API key's count as its
+  owner's, so more keys buy no more budget): one
   counter item per (subject, minute) in the limits table (creditml.storage.limits).
 - Failed logins per email (backoff after EMAIL_FREE_FAILURES in LOGIN_WINDOW_SECONDS,
   doubling with each further failure) and per source IP (IP_FAILURES in a fixed window):
@@ -72,7 +73,7 @@ NO_COUNT = MinuteCount()
 
 
 def request_subject(user_id: str) -> str:
-    """Whose requests a per-subject counter counts. API keys will count as "key:<id>"."""
+    """Whose requests a per-subject counter counts (an API key's requests are its owner's)."""
     return f"user:{user_id}"
 
 

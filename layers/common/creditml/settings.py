@@ -26,6 +26,7 @@ class Settings(BaseModel):
     sessions_table: str = Field("creditml-sessions", alias="SESSIONS_TABLE")
     ledger_table: str = Field("creditml-ledger", alias="LEDGER_TABLE")
     limits_table: str = Field("creditml-limits", alias="LIMITS_TABLE")
+    api_keys_table: str = Field("creditml-api-keys", alias="API_KEYS_TABLE")
     usage_table: str = Field("creditml-usage", alias="USAGE_TABLE")
     reports_bucket: str = Field("creditml-reports", alias="REPORTS_BUCKET")
     # The function that makes daily reports (POST /reports/daily/{date} starts it).
@@ -38,6 +39,10 @@ class Settings(BaseModel):
     jwt_issuer: str = Field("creditml", alias="JWT_ISSUER")
     models_table: str = Field("creditml-models", alias="MODELS_TABLE")
     model_parts_table: str = Field("creditml-model-parts", alias="MODEL_PARTS_TABLE")
+    devices_table: str = Field("creditml-devices", alias="DEVICES_TABLE")
+    max_devices_per_user: int = Field(20, alias="MAX_DEVICES_PER_USER", ge=1, le=1000)
+    # How long a download's presigned GET of the big part stays valid.
+    download_url_ttl_seconds: int = Field(300, alias="DOWNLOAD_URL_TTL_SECONDS", ge=10, le=3600)
     uploads_bucket: str = Field("creditml-uploads", alias="UPLOADS_BUCKET")
     models_bucket: str = Field("creditml-models", alias="MODELS_BUCKET")
     model_key_id: str = Field("alias/creditml-models", alias="MODEL_KEY_ID")

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 import creditml
 from creditml.api.app import API_DESCRIPTION, API_TITLE, MAX_JSON_DEPTH, takes_json_body
 from creditml.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES
-from creditml.api.routes import auth, billing, models, predictions, reports
+from creditml.api.routes import api_keys, auth, billing, devices, models, predictions, reports
 
 PROBLEM_SCHEMA = "ProblemDetails"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -64,7 +64,15 @@ _GENERIC = {str(entry["description"]) for entry in PROBLEM_RESPONSES.values()}
 
 def all_routers() -> list[APIRouter]:
     """The routers of every HTTP function that serves the public API."""
-    return [auth.router, billing.router, models.router, predictions.router, reports.router]
+    return [
+        auth.router,
+        api_keys.router,
+        billing.router,
+        models.router,
+        devices.router,
+        predictions.router,
+        reports.router,
+    ]
 
 
 @cache

@@ -14,17 +14,20 @@ from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from creditml.api.limits import request_limited
+from creditml.auth.api_keys import is_api_key
 from creditml.auth.revocations import RevocationList
 from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.service import AuthService
 from creditml.auth.tokens import AccessClaims
 from creditml.billing.service import BillingService
+from creditml.composition.api_keys import api_key_verifier
 from creditml.composition.auth import auth_service
 from creditml.composition.billing import billing_service
 from creditml.composition.core import revocation_list, token_signer, user_directory
 from creditml.composition.models import model_service
 from creditml.composition.reports import daily_reports, reports_service
 from creditml.errors import (
+    ApiKeyNotAllowed,
     Forbidden,
     IdempotencyKeyRequired,
     InvalidIdempotencyKey,
@@ -36,7 +39,10 @@ from creditml.models.service import ModelService
 from creditml.reports.service import DailyReports, ReportsService
 from creditml.storage.users import UserRepository
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Access token from POST /auth/login, or an API key (cml_...) from POST /api-keys",
+)
 
 
 async def get_revocations() -> RevocationList:
@@ -49,16 +55,31 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     revocations: Annotated[RevocationList, Depends(get_revocations)],
 ) -> AccessClaims:
-    """The caller, from a valid access token of a session not revoked; 401 otherwise.
+    """The caller, from a valid access token of a session not revoked, or from a live API
+    key of a user who exists (ApiKeyClaims); 401 otherwise.
 
     The revocation check is a set lookup; at most once per interval it runs one Query
-    (blocking, briefly: a Lambda container serves one request at a time)."""
+    (blocking, briefly: a Lambda container serves one request at a time). An API key
+    remembered by the container costs a dict lookup; otherwise two GetItems (same note)."""
     if credentials is None:
         raise NotAuthenticated()
+    if is_api_key(credentials.credentials):
+        return api_key_verifier().verify(credentials.credentials)
     claims = token_signer().verify_access(credentials.credentials)
     if revocations.is_revoked(claims.family_id):
         raise InvalidToken()
     return claims
+
+
+async def session_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    revocations: Annotated[RevocationList, Depends(get_revocations)],
+) -> AccessClaims:
+    """current_principal for access tokens only: an API key gets 403 api_key_not_allowed
+    (a key must not mint or revoke keys), from its prefix alone, without a lookup."""
+    if credentials is not None and is_api_key(credentials.credentials):
+        raise ApiKeyNotAllowed()
+    return await current_principal(credentials, revocations)
 
 
 async def get_auth_service() -> AuthService:
@@ -89,6 +110,8 @@ async def get_user_directory() -> UserRepository:
 # UpdateItem), except predictions, whose debit counts them at no extra call.
 Principal = Annotated[AccessClaims, Depends(request_limited(current_principal))]
 UnmeteredPrincipal = Annotated[AccessClaims, Depends(current_principal)]
+# The caller of an access token, never an API key (the /api-keys routes).
+SessionPrincipal = Annotated[AccessClaims, Depends(request_limited(session_principal))]
 UserDirectoryDep = Annotated[UserRepository, Depends(get_user_directory)]
 
 

@@ -20,9 +20,13 @@ class EntryKind(StrEnum):
     GRANT = "grant"  # credited by an admin
     DEBIT = "debit"  # a prediction
     REFUND = "refund"  # credits returned
+    # A model download bought for one device (details: model_id, version, device_id,
+    # price). Not a prediction: usage counters, reports and prediction history ignore it.
+    DOWNLOAD = "download"
 
 
 CREDIT_KINDS = frozenset({EntryKind.TOP_UP, EntryKind.GRANT, EntryKind.REFUND})
+DEBIT_KINDS = frozenset({EntryKind.DEBIT, EntryKind.DOWNLOAD})
 
 
 class LedgerEntry(BaseModel):
@@ -60,8 +64,17 @@ class ModelStillServing:
     version: int
 
 
-# The conditions a ledger write can carry (one kind so far).
-Precondition = ModelStillServing
+@dataclass(frozen=True)
+class DownloadPriceHeld:
+    """A condition checked in the same transaction as a download's debit: the model still
+    has this `download_price` and is not archived."""
+
+    model_id: str
+    download_price: int
+
+
+# The conditions a ledger write can carry.
+Precondition = ModelStillServing | DownloadPriceHeld
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,9 @@ class PendingEntry:
     request_hash: str
     details: dict[str, Any] = field(default_factory=dict)
     precondition: Precondition | None = None
+    # What this entry buys once per account (a download's model, version and device): the
+    # write fails with ClaimTaken when the account already bought it.
+    claim: str | None = None
 
     def applied_to(self, state: AccountState, created_at: datetime) -> LedgerEntry:
         """The entry this change becomes when written on top of `state`."""
@@ -150,8 +166,15 @@ class PreconditionFailed:
 
 
 @dataclass(frozen=True)
+class ClaimTaken:
+    """The account already bought what the entry's `claim` names; nothing was written."""
+
+
+@dataclass(frozen=True)
 class Contended:
     """DynamoDB cancelled the transaction for a concurrent one (TransactionConflict)."""
 
 
-WriteOutcome = Written | StaleVersion | SlotTaken | UserMissing | PreconditionFailed | Contended
+WriteOutcome = (
+    Written | StaleVersion | SlotTaken | UserMissing | PreconditionFailed | ClaimTaken | Contended
+)

@@ -33,7 +33,9 @@ from typing import Any, Protocol
 
 from creditml.billing.entries import (
     CREDIT_KINDS,
+    DEBIT_KINDS,
     AccountState,
+    ClaimTaken,
     Contended,
     EntryKind,
     IdempotencySlot,
@@ -70,6 +72,10 @@ KNOWN_STATES = 10_000
 
 class PreconditionNotMet(Exception):
     """The transaction's extra condition (e.g. a model's price) no longer held."""
+
+
+class AlreadyClaimed(Exception):
+    """The account already bought what the debit's `claim` names; nothing was written."""
 
 
 class LedgerStore(Protocol):
@@ -132,16 +138,20 @@ class Ledger:
         request: str,
         details: dict[str, Any] | None = None,
         precondition: Precondition | None = None,
+        kind: EntryKind = EntryKind.DEBIT,
+        claim: str | None = None,
     ) -> tuple[LedgerEntry, bool]:
         """Take `amount` credits from the account holder's own balance (the slot's actor),
         never below zero, in one transaction with `precondition` when given
-        (PreconditionNotMet if it fails), counted against the per-minute limit
-        (RateLimited above it). Returns the entry and whether it is a replay."""
+        (PreconditionNotMet if it fails) and with `claim` when given (AlreadyClaimed when
+        the account already bought it). A prediction's debit (`debit`) counts against the
+        per-minute limit (RateLimited above it); a `download` does not (its request was
+        counted). Returns the entry and whether it is a replay."""
         if slot.actor_id != account_id:
             raise ValueError("a debit's Idempotency-Key belongs to the account holder")
-        return self._apply(
-            account_id, -amount, EntryKind.DEBIT, slot, request, details, precondition
-        )
+        if kind not in DEBIT_KINDS:
+            raise ValueError(f"{kind} is not a debit")
+        return self._apply(account_id, -amount, kind, slot, request, details, precondition, claim)
 
     def _apply(
         self,
@@ -152,6 +162,7 @@ class Ledger:
         request: str,
         details: dict[str, Any] | None,
         precondition: Precondition | None = None,
+        claim: str | None = None,
     ) -> tuple[LedgerEntry, bool]:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise ValueError("amount must be a non-zero integer")
@@ -163,9 +174,10 @@ class Ledger:
             request_hash=request,
             details=details or {},
             precondition=precondition,
+            claim=claim,
         )
         expected = self._known.get(account_id, AccountState(balance=0, seq=0))
-        metered = amount < 0 and self._debits_per_minute is not None
+        metered = kind is EntryKind.DEBIT and self._debits_per_minute is not None
         now = self._clock()
         authoritative = False  # whether `expected` came from DynamoDB during this call
         conflicts = 0
@@ -213,7 +225,7 @@ class Ledger:
     def _settled(
         self,
         account_id: str,
-        outcome: Written | SlotTaken | UserMissing | PreconditionFailed,
+        outcome: Written | SlotTaken | UserMissing | PreconditionFailed | ClaimTaken,
         request: str,
         rate: MinuteCount = NO_COUNT,
     ) -> tuple[LedgerEntry, bool]:
@@ -228,6 +240,8 @@ class Ledger:
             return outcome.entry, True
         if isinstance(outcome, UserMissing):
             raise UserNotFound()
+        if isinstance(outcome, ClaimTaken):
+            raise AlreadyClaimed()
         raise PreconditionNotMet()
 
     def _remember(self, account_id: str, entry: LedgerEntry, rate: MinuteCount) -> None:

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+if TYPE_CHECKING:
+    from creditml.models.devices import Device
+    from creditml.models.downloads import Download
+
 from creditml.models.records import Model, ModelVersion, VersionStatus
 from creditml.models.schema import ModelSchema
+from creditml.models.service import UNCHANGED, Unchanged
+from creditml.text import SafeName, SafeText
 
 Price = Annotated[StrictInt, Field(ge=1, le=1_000_000, description="Credits per predicted row")]
+DownloadPrice = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        le=1_000_000,
+        description="Credits one download costs others than the owner and admins, once per "
+        "user, device and version; null: not downloadable by others",
+    ),
+]
 
 
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=100)]
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    name: Annotated[SafeName, Field(min_length=1, max_length=100)]
+    description: Annotated[SafeText | None, Field(max_length=2000)] = None
     price: Price
 
 
@@ -25,7 +40,13 @@ class ModelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     price: Price | None = None
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    description: Annotated[SafeText | None, Field(max_length=2000)] = None
+    # Absent: unchanged; null: no longer downloadable by others.
+    download_price: DownloadPrice | None = None
+
+    def download_price_change(self) -> int | Unchanged | None:
+        """The download price to set (None removes it), or UNCHANGED when not sent."""
+        return self.download_price if "download_price" in self.model_fields_set else UNCHANGED
 
 
 class Upload(BaseModel):
@@ -69,6 +90,9 @@ class ModelPublic(BaseModel):
     description: str | None
     owner_id: str
     price: int
+    download_price: int | None = Field(
+        None, description="Credits a download costs others; null: not downloadable by others"
+    )
     status: ModelStatus = Field(
         description="archived, else ready when a version serves, else the latest version's "
         "status (expired: its upload never arrived in time)"
@@ -102,6 +126,7 @@ class ModelPublic(BaseModel):
             description=model.description,
             owner_id=model.owner_id,
             price=model.price,
+            download_price=model.download_price,
             status=status,
             reason=reason,
             version=model.serving_version,
@@ -115,3 +140,82 @@ class ModelPublic(BaseModel):
 
 class ModelList(BaseModel):
     items: list[ModelPublic]
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[SafeName, Field(min_length=1, max_length=100)]
+    public_key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=100,
+            description="The device's X25519 public key, base64 (32 raw bytes); its private "
+            "key never leaves the device",
+        ),
+    ]
+    fingerprint: Annotated[
+        str,
+        Field(
+            pattern=r"^[0-9a-f]{64}$",
+            description="Hex SHA-256 (64 lowercase digits) of the device's hardware facts",
+        ),
+    ]
+
+
+class DevicePublic(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, device: Device) -> DevicePublic:
+        return cls(id=device.id, name=device.name, created_at=device.created_at)
+
+
+class DeviceList(BaseModel):
+    items: list[DevicePublic]
+
+
+class DownloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[
+        StrictInt | None,
+        Field(ge=1, description="A ready version; by default the one that serves"),
+    ] = None
+
+
+class SealedPart(BaseModel):
+    scheme: str = Field(description="X25519-HKDF-SHA256-AES256GCM")
+    ephemeral_public_key: str = Field(description="base64")
+    nonce: str = Field(description="base64")
+    ciphertext: str = Field(
+        description="base64: the small part, data key, nonce and digest, sealed to the device"
+    )
+
+
+class DownloadPublic(BaseModel):
+    model_id: str
+    version: int
+    big_url: str = Field(description="Presigned GET of the version's big part (short-lived)")
+    big_sha256: str = Field(description="SHA-256 of the big part's bytes, hex")
+    big_size: int = Field(description="Size of the big part in bytes")
+    sealed: SealedPart
+    cost: int = Field(description="Credits this request debited (0: free or already bought)")
+    balance: int
+
+    @classmethod
+    def of(cls, download: Download) -> DownloadPublic:
+        return cls(
+            model_id=download.model_id,
+            version=download.version,
+            big_url=download.big_url,
+            big_sha256=download.big_sha256,
+            big_size=download.big_size,
+            sealed=SealedPart.model_validate(download.sealed),
+            cost=download.cost,
+            balance=download.balance,
+        )

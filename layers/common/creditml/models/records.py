@@ -76,6 +76,9 @@ class Model(BaseModel):
     created_at: datetime
     updated_at: datetime
     archived: bool
+    # Credits a download costs anyone but the owner and admins (per user, device and
+    # version); None: others may not download it.
+    download_price: int | None = None
     latest_version: int
     serving_version: int | None
     serving_schema: ModelSchema | None = None
@@ -88,3 +91,18 @@ class Model(BaseModel):
     @property
     def serving(self) -> ModelVersion | None:
         return next((v for v in self.versions if v.version == self.serving_version), None)
+
+
+@dataclass(frozen=True)
+class StoredParts:
+    """A registered version's parts as a download needs them: the small part and key
+    material from the parts table, and where the big part is, how big it is and its hash
+    (so a download never reads the big part itself)."""
+
+    small: bytes
+    wrapped_key: bytes
+    nonce: bytes
+    digest: str
+    big_key: str
+    big_size: int
+    big_sha256: str

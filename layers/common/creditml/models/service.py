@@ -10,12 +10,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Protocol
 
 from creditml.auth.roles import Role, role_satisfies
 from creditml.auth.tokens import AccessClaims
 from creditml.errors import Forbidden, ModelNotFound
 from creditml.models.records import Model
+
+
+class Unchanged(Enum):
+    """Leave a field as it is (where None is a value: `download_price` None is "not
+    downloadable")."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,13 @@ class ModelStore(Protocol):
 
     def owned_by(self, owner_id: str) -> list[Model]: ...
 
-    def update(self, model_id: str, price: int | None, description: str | None) -> Model: ...
+    def update(
+        self,
+        model_id: str,
+        price: int | None,
+        description: str | None,
+        download_price: int | Unchanged | None = UNCHANGED,
+    ) -> Model: ...
 
     def archive(self, model_id: str) -> Model: ...
 
@@ -161,10 +178,17 @@ class ModelService:
         raise ModelNotFound()
 
     def update(
-        self, caller: AccessClaims, model_id: str, price: int | None, description: str | None
+        self,
+        caller: AccessClaims,
+        model_id: str,
+        price: int | None,
+        description: str | None,
+        download_price: int | Unchanged | None = UNCHANGED,
     ) -> Model:
+        """Change the price, description or download price (None: not downloadable by
+        others) of a model the caller may manage."""
         self._owned(caller, model_id)
-        return self._models.update(model_id, price, description)
+        return self._models.update(model_id, price, description, download_price)
 
     def archive(self, caller: AccessClaims, model_id: str) -> Model:
         self._owned(caller, model_id)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from creditml.errors import InvalidParameter
 
@@ -62,6 +63,19 @@ class Tally:
             self.rows + other.rows,
             self.credits + other.credits,
         )
+
+
+def prediction_of(details: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """(model id, rows) of a `debit` entry that charged a prediction; None for a debit that
+    did not (no model or rows in its details: e.g. one written by ledger tooling). Usage
+    counters, the daily report's ledger scan and the backfill apply this one rule, so they
+    agree, and one odd entry never stops a report or a stream batch."""
+    if not details or "model_id" not in details or "rows" not in details:
+        return None
+    try:
+        return str(details["model_id"]), int(details["rows"])
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

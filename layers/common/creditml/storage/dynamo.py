@@ -90,6 +90,10 @@ class Transaction:
             lambda tx: tx.update(item, actions=actions, condition=condition, return_values=values),
         )
 
+    def delete(self, label: str, item: Model, *, condition: Condition | None) -> None:
+        """Add a (conditional) delete."""
+        self._add("delete", label, lambda tx: tx.delete(item, condition=condition))
+
     def _add(self, kind: str, label: str, step: Callable[[TransactWrite], None]) -> None:
         if label in self.labels:
             raise ValueError(f"label {label!r} used twice in one transaction")

@@ -7,6 +7,9 @@
                        In an admin's own partition the same key may instead hold a guard that
                        points at a grant written into another account, so every
                        (actor, Idempotency-Key) pair has exactly one slot.
+  sk = "CLAIM#<what>"  something the account bought once for all (a download of one model
+                       version to one device), written by the debit that paid for it;
+                       `claim_entry` names that entry. No `kind`, no `entry_seq`: not an entry.
 
 Every balance change is ONE TransactWriteItems: the account update, conditioned on the version
 the caller expects (and, for debits, `balance >= amount`), plus the entry put, conditioned on
@@ -28,6 +31,7 @@ from pynamodb.models import Model
 
 from creditml.billing.entries import (
     AccountState,
+    ClaimTaken,
     Contended,
     EntryKind,
     LedgerEntry,
@@ -41,13 +45,14 @@ from creditml.billing.entries import (
 )
 from creditml.limits import MinuteCount
 from creditml.reports.daily import LedgerDay
-from creditml.reports.usage import Debit, Tally
+from creditml.reports.usage import Debit, Tally, prediction_of
 from creditml.storage.dynamo import Transaction, TransactionCancelled
-from creditml.storage.models import check_still_serving
+from creditml.storage.models import check_precondition
 from creditml.storage.tables import bind_table
 
 ACCOUNT_SK = "ACCOUNT"
 ENTRY_PREFIX = "ENTRY#"
+CLAIM_PREFIX = "CLAIM#"
 
 
 class _BySeq(LocalSecondaryIndex["_LedgerItem"]):  # type: ignore[no-untyped-call]
@@ -81,6 +86,8 @@ class _LedgerItem(Model):
     details = JSONAttribute(null=True)
     # Guard items (an admin's slot for a grant written into another account)
     target_account = UnicodeAttribute(null=True)
+    # Claim items (what the account bought once, and the entry that paid for it)
+    claim_entry = UnicodeAttribute(null=True)
 
     by_seq = _BySeq()
 
@@ -163,7 +170,15 @@ class LedgerRepository:
             )
             tx.put("guard", guard, condition=item.sk.does_not_exist(), return_old=True)
         if pending.precondition is not None:
-            check_still_serving(tx, "precondition", self._models_table, pending.precondition)
+            check_precondition(tx, "precondition", self._models_table, pending.precondition)
+        if pending.claim is not None:
+            bought = item(
+                pending.account_id,
+                CLAIM_PREFIX + pending.claim,
+                claim_entry=slot.entry_id,
+                created_at=now,
+            )
+            tx.put("claim", bought, condition=item.sk.does_not_exist(), return_old=False)
         tx.put("entry", entry, condition=item.sk.does_not_exist(), return_old=True)
         actions = [
             item.balance.set(new_state.balance),
@@ -193,6 +208,8 @@ class LedgerRepository:
                 return self._slot_taken(failed[label])
         if "user" in failed:
             return UserMissing()
+        if "claim" in failed:  # already bought: answered before any price or balance change
+            return ClaimTaken()
         if "precondition" in failed:
             return PreconditionFailed()
         if "account" in failed:
@@ -260,6 +277,15 @@ class LedgerRepository:
         assert isinstance(taken, SlotTaken)
         return taken.entry, taken.request_hash
 
+    def claimed(self, account_id: str, claim: str) -> str | None:
+        """The id of the entry that paid for `claim` on the account, or None when it has not
+        bought it."""
+        try:
+            item = self._item.get(account_id, CLAIM_PREFIX + claim, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return str(item.claim_entry)
+
     def scan_accounts(self) -> Iterator[tuple[str, AccountState | None, list[LedgerEntry]]]:
         """Every account with its state and all its entries (for ledger verification).
 
@@ -294,9 +320,11 @@ class LedgerRepository:
             consistent_read=False,  # half the read units; the day ended minutes ago
         )
         for item in scanned:
-            details = dict(item.details or {})
-            model_id = str(details["model_id"])
-            tallies[model_id] += Tally(1, int(details["rows"]), -int(item.amount or 0))
+            prediction = prediction_of(item.details)
+            if prediction is None:
+                continue
+            model_id, rows = prediction
+            tallies[model_id] += Tally(1, rows, -int(item.amount or 0))
             users[model_id].add(str(item.account_id))
         return LedgerDay(dict(tallies), {m: frozenset(ids) for m, ids in users.items()})
 
@@ -307,12 +335,14 @@ class LedgerRepository:
             attributes_to_get=["account_id", "entry_id", "created_at", "amount", "details"],
         )
         for item in scanned:
-            details = dict(item.details or {})
+            prediction = prediction_of(item.details)
+            if prediction is None:
+                continue
             yield Debit(
                 account_id=str(item.account_id),
                 entry_id=str(item.entry_id),
-                model_id=str(details["model_id"]),
+                model_id=prediction[0],
                 created_at=datetime.fromisoformat(str(item.created_at)),
-                rows=int(details["rows"]),
+                rows=prediction[1],
                 credits=-int(item.amount or 0),
             )

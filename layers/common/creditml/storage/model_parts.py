@@ -4,19 +4,21 @@ and digest) in the parts table, the big part in the models bucket. Also the uplo
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
 from creditml.models.crypto import ModelIntegrityError, SealedModel
-from creditml.models.records import UploadedFile
+from creditml.models.records import StoredParts, UploadedFile
 from creditml.models.schema import ModelSchema
 from creditml.storage.clients import unavailable_when_transient
 from creditml.storage.dynamo import Transaction, TransactionCancelled
@@ -33,6 +35,14 @@ class _PartsItem(Model):
     digest = UnicodeAttribute()
     big_key = UnicodeAttribute()
     big_size = NumberAttribute()
+    # SHA-256 of the big part's bytes as stored (what a download names, so that serving one
+    # never reads the big part). Written at registration; for versions registered before
+    # it existed, computed from S3 by the first download and remembered.
+    big_sha256 = UnicodeAttribute(null=True)
+
+
+# Big parts are hashed from S3 in chunks of this size (never held in memory whole).
+_HASH_CHUNK = 1024 * 1024
 
 
 class ModelParts:
@@ -47,6 +57,12 @@ class ModelParts:
     @cached_property
     def _s3(self) -> Any:
         return boto3.client("s3")
+
+    @cached_property
+    def _signer(self) -> Any:
+        # Signature V4 for presigned GETs: V2 (botocore's default for presigning S3) is not
+        # accepted in every region, and V4 bounds the URL's life by X-Amz-Expires.
+        return boto3.client("s3", config=Config(signature_version="s3v4"))
 
     def put_big(self, model_id: str, version: int, sealed: SealedModel) -> str:
         """Upload the big part under a key of its own (a duplicate registration running at
@@ -80,6 +96,7 @@ class ModelParts:
             digest=sealed.digest,
             big_key=big_key,
             big_size=len(sealed.big),
+            big_sha256=hashlib.sha256(sealed.big).hexdigest(),
         )
         for promote in (True, False):
             tx = Transaction(self._item)
@@ -114,6 +131,50 @@ class ModelParts:
             wrapped_key=bytes(item.wrapped_key),
             digest=item.digest,
         )
+
+    def stored(self, model_id: str, version: int) -> StoredParts:
+        """What a download needs of a registered version without its big part's bytes (one
+        read; plus, once per version registered before big parts were hashed, a streamed
+        read of the big part to hash it). LookupError when the version has no parts."""
+        with unavailable_when_transient():
+            try:
+                item = self._item.get(model_id, version, consistent_read=True)
+            except DoesNotExist as exc:
+                raise LookupError(f"no parts for {model_id} v{version}") from exc
+            big_sha256 = item.big_sha256 or self._remember_big_sha256(item)
+        return StoredParts(
+            small=bytes(item.small),
+            wrapped_key=bytes(item.wrapped_key),
+            nonce=bytes(item.nonce),
+            digest=item.digest,
+            big_key=item.big_key,
+            big_size=int(item.big_size),
+            big_sha256=big_sha256,
+        )
+
+    def _remember_big_sha256(self, item: _PartsItem) -> str:
+        digest = hashlib.sha256()
+        answer = self._s3.get_object(Bucket=self._bucket, Key=item.big_key)
+        with answer["Body"] as body:
+            for chunk in iter(lambda: body.read(_HASH_CHUNK), b""):
+                digest.update(chunk)
+        found = digest.hexdigest()
+        # Conditional on the same big part: a concurrent download computed the same.
+        item.update(
+            actions=[self._item.big_sha256.set(found)],
+            condition=self._item.big_key == item.big_key,
+        )
+        return found
+
+    def big_url(self, big_key: str, expires_in: int) -> str:
+        """A presigned GET of a big part, valid `expires_in` seconds (signed locally, no AWS
+        call; S3 checks the signer's s3:GetObject when it is used)."""
+        url: str = self._signer.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._bucket, "Key": big_key},
+            ExpiresIn=expires_in,
+        )
+        return url
 
 
 TOKEN_META = "upload-token"  # noqa: S105 - a metadata name, not a secret

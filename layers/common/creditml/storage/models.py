@@ -1,6 +1,7 @@
 """Model metadata in the models table (pk `model_id`, sk `sk`):
 
-  sk = "MODEL"              name, owner, price, archived, latest and serving version;
+  sk = "MODEL"              name, owner, price, download price (absent: not downloadable),
+                            archived, latest and serving version;
                             `catalog` = "public" while it serves and is not archived
                             (sparse GSI `catalog`); `owner_id` (GSI `by_owner`)
   sk = "VERSION#00000001"   status pending/ready/rejected/expired, reason, schema, sizes;
@@ -30,7 +31,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model as PynamoModel
 
-from creditml.billing.entries import ModelStillServing
+from creditml.billing.entries import DownloadPriceHeld, ModelStillServing, Precondition
 from creditml.errors import ModelNotFound
 from creditml.models.records import (
     EXPIRED_REASON,
@@ -40,7 +41,7 @@ from creditml.models.records import (
     VersionUpload,
 )
 from creditml.models.schema import ModelSchema
-from creditml.models.service import UploadBinding
+from creditml.models.service import UNCHANGED, Unchanged, UploadBinding
 from creditml.storage.dynamo import Transaction, condition_failed
 from creditml.storage.tables import bind_table
 
@@ -89,6 +90,7 @@ class _ModelItem(PynamoModel):
     description = UnicodeAttribute(null=True)
     owner_id = UnicodeAttribute(null=True)
     price = NumberAttribute(null=True)
+    download_price = NumberAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
     latest_version = NumberAttribute(null=True)
@@ -145,6 +147,7 @@ def _model(item: _ModelItem, versions: list[ModelVersion]) -> Model:
         description=item.description,
         owner_id=str(item.owner_id),
         price=int(item.price or 0),
+        download_price=None if item.download_price is None else int(item.download_price),
         created_at=datetime.fromisoformat(item.created_at),
         updated_at=datetime.fromisoformat(str(item.updated_at)),
         archived=bool(item.archived),
@@ -326,13 +329,24 @@ class ModelRepository:
                 versions.setdefault(str(i.model_id), []).append(_version(i))
         return [_model(head, versions.get(key, [])) for key, head in heads.items()]
 
-    def update(self, model_id: str, price: int | None, description: str | None) -> Model:
+    def update(
+        self,
+        model_id: str,
+        price: int | None,
+        description: str | None,
+        download_price: int | Unchanged | None = UNCHANGED,
+    ) -> Model:
+        """Change what is given (`download_price` None: no longer downloadable)."""
         item = self._item
         actions: list[Any] = [item.updated_at.set(_now())]
         if price is not None:
             actions.append(item.price.set(price))
         if description is not None:
             actions.append(item.description.set(description))
+        if download_price is None:
+            actions.append(item.download_price.remove())
+        elif not isinstance(download_price, Unchanged):
+            actions.append(item.download_price.set(download_price))
         try:
             item(model_id, MODEL_SK).update(actions=actions, condition=item.sk.exists())
         except UpdateError as exc:
@@ -390,6 +404,28 @@ def check_still_serving(
         & (item.archived == False)  # noqa: E712 - a DynamoDB condition
     )
     tx.check(label, item, expected.model_id, MODEL_SK, condition=condition)
+
+
+def check_download_price(
+    tx: Transaction, label: str, table_name: str, expected: DownloadPriceHeld
+) -> None:
+    """Add to `tx` a check that the model still sells downloads at the price charged and is
+    not archived."""
+    item = bind_table(_ModelItem, table_name)
+    condition = (item.download_price == expected.download_price) & (
+        item.archived == False  # noqa: E712 - a DynamoDB condition
+    )
+    tx.check(label, item, expected.model_id, MODEL_SK, condition=condition)
+
+
+def check_precondition(
+    tx: Transaction, label: str, table_name: str, expected: Precondition
+) -> None:
+    """Add to `tx` the check a ledger write's precondition stands for."""
+    if isinstance(expected, DownloadPriceHeld):
+        check_download_price(tx, label, table_name, expected)
+    else:
+        check_still_serving(tx, label, table_name, expected)
 
 
 def add_version_ready(

@@ -26,7 +26,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
-from creditml.reports.usage import CounterKey, Debit, Tally, View, increments
+from creditml.reports.usage import CounterKey, Debit, Tally, View, increments, prediction_of
 from creditml.storage.dynamo import Transaction, TransactionCancelled
 from creditml.storage.tables import bind_table
 
@@ -162,14 +162,14 @@ def debit_from_image(image: dict[str, Any]) -> Debit | None:
     if image.get("kind", {}).get("S") != "debit" or "entry_id" not in image:
         return None
     details = image.get("details", {}).get("S")
-    if details is None:
+    prediction = prediction_of(json.loads(details)) if details is not None else None
+    if prediction is None:
         return None
-    parsed = json.loads(details)
     return Debit(
         account_id=image["account_id"]["S"],
         entry_id=image["entry_id"]["S"],
-        model_id=str(parsed["model_id"]),
+        model_id=prediction[0],
         created_at=datetime.fromisoformat(image["created_at"]["S"]),
-        rows=int(parsed["rows"]),
+        rows=prediction[1],
         credits=-int(image["amount"]["N"]),
     )

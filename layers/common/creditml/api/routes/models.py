@@ -89,8 +89,12 @@ def get_model(id: ModelId, principal: Principal, service: Service) -> ModelPubli
 def update_model(
     id: ModelId, body: ModelUpdate, principal: VerifiedPrincipal, service: Service
 ) -> ModelPublic:
-    """Change the price or description (owner or admin)."""
-    return ModelPublic.of(service.update(principal, id, body.price, body.description), True)
+    """Change the price, description or download price (owner or admin). `download_price`
+    null makes the model no longer downloadable by others; left out, it is unchanged."""
+    model = service.update(
+        principal, id, body.price, body.description, body.download_price_change()
+    )
+    return ModelPublic.of(model, True)
 
 
 @router.delete(
