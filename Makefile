@@ -21,10 +21,11 @@ help:
 	@echo "make bench  run the performance benchmarks (prints a table, writes benchmarks/results.json)"
 	@echo "make soak   10 minutes of mixed traffic against a local stack (SOAK_MINUTES=N to change)"
 
-$(BIN)/creditml: pyproject.toml
+# The Python client (client/) is its own package; the tests import it from the work tree.
+$(BIN)/creditml: pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PY312) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]' -e './client[models]'
 	@touch $@
 
 # aws-sam-cli pins exact versions of boto3/pydantic/click, so it lives in its own venv.

@@ -1,5 +1,7 @@
 """The README, executed: every ```bash block runs, in order, in one bash session against a
-fresh local stack, unless an HTML comment right before it says why it cannot run here.
+fresh local stack, unless an HTML comment right before it says why it cannot run here; every
+```python block runs in that session too, where it stands, with the project's
+`.venv/bin/python` (it sees what the shell blocks before it exported).
 
 The stack runs in a folder of its own (template, functions, and links to `.venv` and
 `events`), so `creditml ledger verify` and `creditml invoke` in the README find this stack
@@ -49,6 +51,9 @@ EXPECTED_OUTPUT = {
     "Idempotency-Key: ada-first-top-up": ['"amount":100', '"cost":4', '"balance":96'],
     '-i "$API/models/': ["idempotent-replayed: true", '{"balance":96}'],
     "creditml ledger verify\n": [": OK"],
+    "except InsufficientCredits as error": ["refused: 2000 credits needed"],
+    "program.load_model(": ["as a program, balance:", "same predictions: True"],
+    "devices add": ["ada laptop"],
 }
 
 
@@ -56,19 +61,31 @@ class ReadmeFormatError(ValueError):
     """A shell block or marker the test could not tell how to treat."""
 
 
+_RUN_TAGS = {"bash", "python"}
+_PYTHON_END = "CREDITML_README_PYTHON"
+
+
 @dataclass(frozen=True)
 class Block:
-    """One fenced shell block of a markdown document."""
+    """One fenced block of a markdown document that the session runs."""
 
     line: int
     code: str
     skip_reason: str | None
+    language: str = "bash"
+
+    def script(self) -> str:
+        """The block as bash runs it."""
+        if self.language == "python":
+            return f".venv/bin/python - <<'{_PYTHON_END}'\n{self.code}{_PYTHON_END}\n"
+        return self.code
 
 
 def shell_blocks(text: str) -> list[Block]:
-    """The ```bash blocks of `text`, each with the reason of a skip marker on the line right
-    before its fence. Shell under any other tag, markers away from a bash fence and
-    unclosed fences are errors: nothing may dodge the test by its spelling."""
+    """The ```bash and ```python blocks of `text`, each with the reason of a skip marker on
+    the line right before its fence. Shell under any other tag, markers away from a bash
+    or python fence and unclosed fences are errors: nothing may dodge the test by its
+    spelling."""
     lines = text.splitlines()
     blocks: list[Block] = []
     index = 0
@@ -77,10 +94,14 @@ def shell_blocks(text: str) -> list[Block]:
         fence = _FENCE.match(line)
         if _MARKER.search(line):
             follows = _FENCE.match(lines[index + 1]) if index + 1 < len(lines) else None
-            if not _SKIP.match(line.strip()) or follows is None or follows.group(1) != "bash":
+            if (
+                not _SKIP.match(line.strip())
+                or follows is None
+                or follows.group(1) not in _RUN_TAGS
+            ):
                 raise ReadmeFormatError(
                     f"line {index + 1}: a readme-test marker must be "
-                    "`<!-- readme-test: skip (reason) -->` right before ```bash"
+                    "`<!-- readme-test: skip (reason) -->` right before ```bash or ```python"
                 )
         if fence is None:
             index += 1
@@ -91,13 +112,17 @@ def shell_blocks(text: str) -> list[Block]:
         end = next((at for at in range(index + 1, len(lines)) if lines[at].strip() == "```"), None)
         if end is None:
             raise ReadmeFormatError(f"line {index + 1}: fence never closed")
-        if tag == "bash":
+        if tag in _RUN_TAGS:
             marker = _SKIP.match(lines[index - 1].strip()) if index else None
+            code = "\n".join(lines[index + 1 : end]) + "\n"
+            if _PYTHON_END in code:
+                raise ReadmeFormatError(f"line {index + 1}: {_PYTHON_END} ends a python block")
             blocks.append(
                 Block(
                     line=index + 1,
-                    code="\n".join(lines[index + 1 : end]) + "\n",
+                    code=code,
                     skip_reason=marker.group("reason").strip() if marker else None,
+                    language=tag,
                 )
             )
         index = end + 1
@@ -109,7 +134,7 @@ def session_script(blocks: list[Block]) -> str:
     parts = ["set -euo pipefail"]
     for number, block in enumerate(blocks):
         parts.append(f"printf '\\n%s\\n' '{_BLOCK_START.format(number)}'")
-        parts.append(block.code)
+        parts.append(block.script())
     return "\n".join(parts) + "\n"
 
 
@@ -129,11 +154,12 @@ def test_blocks_are_found_with_their_skip_reasons() -> None:
     text = (
         "intro\n```bash\necho one\n```\n\n"
         "<!-- readme-test: skip (needs Docker) -->\n```bash\ndocker run x\n```\n"
-        "```python\nprint(1)\n```\n```\nplain\n```\n"
+        "```python\nprint(1)\n```\n```\nplain\n```\n```json\n{}\n```\n"
     )
     assert shell_blocks(text) == [
         Block(line=2, code="echo one\n", skip_reason=None),
         Block(line=7, code="docker run x\n", skip_reason="needs Docker"),
+        Block(line=10, code="print(1)\n", skip_reason=None, language="python"),
     ]
 
 
@@ -144,7 +170,8 @@ def test_blocks_are_found_with_their_skip_reasons() -> None:
         "```shell\necho hidden\n```\n",
         "<!-- readme-test: skip (reason) -->\n\n```bash\necho x\n```\n",
         "<!-- readme-test: skip () -->\n```bash\necho x\n```\n",
-        "<!-- readme-test: skip (reason) -->\n```python\nx\n```\n",
+        "<!-- readme-test: skip (reason) -->\n```json\nx\n```\n",
+        "```python\nprint('CREDITML_README_PYTHON')\n```\n",
         "<!-- readme-test: run -->\n```bash\necho x\n```\n",
         "```bash\necho never closed\n",
     ],
@@ -161,6 +188,24 @@ def test_the_session_reports_which_block_printed_what() -> None:
     )
     assert result.returncode != 0
     assert split_output(result.stdout, 3) == ["a\n", "b\n", None]
+
+
+def test_python_blocks_run_in_the_session_and_their_failures_stop_it() -> None:
+    blocks = [
+        Block(1, "export GREETING=hello\n", None),
+        Block(3, "import os\nprint(os.environ['GREETING'], 'from python')\n", None, "python"),
+        Block(7, "raise SystemExit(3)\n", None, "python"),
+        Block(9, "echo never\n", None),
+    ]
+    result = subprocess.run(
+        ["bash", "-c", session_script(blocks)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert split_output(result.stdout, 4) == ["", "hello from python\n", "", None]
 
 
 # The README itself.
