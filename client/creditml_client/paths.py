@@ -56,8 +56,12 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and its parents) if needed; the folder itself gets mode 0700."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` (and its parents) if needed: every folder created here gets mode 0700
+    (not only the last: `<config>/keys` must not leave `<config>` world-readable), and
+    `path` itself is set to 0700."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(OSError):  # e.g. a folder owned by someone else: leave it
         path.chmod(0o700)
     return path

@@ -128,6 +128,7 @@ def test_register_device_keeps_the_private_key_0600(
     assert _mode(record) == 0o600
     assert _mode(config / "keys") == 0o700
     assert _mode(config / "devices") == 0o700
+    assert _mode(config) == 0o700  # the folder made for them too, not only the last one
     assert b"PRIVATE KEY" in key_file.read_bytes()
     assert client.device() == {"id": "d1", "name": "laptop", "fingerprint": fingerprint(FACTS)}
 

@@ -237,6 +237,24 @@ def test_last_use_is_recorded_once_per_day(
     assert store.used[created.key.id] == date(2026, 11, 24)
 
 
+def test_a_failed_last_use_write_never_fails_the_request(
+    service: ApiKeyService,
+    verifier: ApiKeyVerifier,
+    store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created = service.create("ada", "ci")
+
+    def throttled(user_id: str, key_id: str, day: date) -> None:
+        store.calls.append("mark_used")
+        raise RuntimeError("ProvisionedThroughputExceeded")
+
+    monkeypatch.setattr(store, "mark_used", throttled)
+    assert verifier.verify(created.secret).user_id == "ada"  # served all the same
+    verifier.verify(created.secret)  # and the day is tried again, not taken as written
+    assert store.calls.count("mark_used") == 2
+
+
 def test_revoking_someone_elses_or_an_unknown_key_is_not_found(service: ApiKeyService) -> None:
     created = service.create("ada", "ci")
     for user, key_id in (("bo", created.key.id), ("ada", "no-such-key")):

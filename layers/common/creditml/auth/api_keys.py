@@ -29,6 +29,7 @@ from typing import Protocol
 from creditml.auth.roles import Role
 from creditml.auth.tokens import AccessClaims
 from creditml.errors import InvalidToken, UserNotFound
+from creditml.observability import logger
 
 PREFIX = "cml_"
 KEY_BYTES = 32
@@ -214,7 +215,11 @@ class ApiKeyVerifier:
         noted = self._used_on.get(claims.key_id)
         if noted is not None and noted >= today:
             return
-        self._store.mark_used(claims.user_id, claims.key_id, today)
+        try:
+            self._store.mark_used(claims.user_id, claims.key_id, today)
+        except Exception:  # noqa: BLE001 - bookkeeping: never fail the caller's request for it
+            logger().warning("Could not record an API key's use", extra={"key_id": claims.key_id})
+            return  # not remembered: the next request tries again
         if len(self._used_on) >= CACHE_SIZE:
             self._used_on.clear()
         self._used_on[claims.key_id] = today
