@@ -17,6 +17,8 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
                           report time: see benchmarks/reports.py
   web UI                  warm render of the account and model pages, page weight with
                           assets, same-origin assets: see benchmarks/web.py
+  Python client           overhead per predict over raw httpx; download + load of a 50 MB
+                          model cold and with its big part cached: benchmarks/python_client.py
 
 Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
 """
@@ -24,7 +26,6 @@ Not pass/fail tests: numbers vary with the machine; the table says which targets
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import statistics
@@ -47,64 +48,19 @@ warnings.filterwarnings("ignore")
 
 import joblib  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from creditml.devstack.template import Template  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from python_client import TARGETS as CLIENT_TARGETS  # noqa: E402
+from python_client import bench_client  # noqa: E402
+from python_client import notes as client_notes  # noqa: E402
 from reports import bench_reports, in_process_aws  # noqa: E402
+from stack import file_of, forest, local_stack, percentile, publish_directly  # noqa: E402
 from web import TARGETS as WEB_TARGETS  # noqa: E402
 from web import bench_web  # noqa: E402
 from web import notes as web_notes  # noqa: E402
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _file_of(model: Any) -> bytes:
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    return buffer.getvalue()
-
-
-def _forest(target_bytes: int, seed: int = 0) -> RandomForestClassifier:
-    """A forest of roughly `target_bytes` (fully grown trees on noisy labels)."""
-    rng = np.random.default_rng(seed)
-    samples = max(200, target_bytes // 1600)
-    features = rng.normal(size=(samples, 10))
-    labels = rng.integers(0, 2, size=samples)
-    trees = max(1, round(target_bytes / (samples * 31)))
-    return RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(
-        features, labels
-    )
-
-
-def _publish_directly(owner_id: str, data: bytes, price: int = 1) -> str:
-    """Create and register a model through the real services (no HTTP)."""
-    from creditml.auth.roles import Role
-    from creditml.auth.tokens import AccessClaims
-    from creditml.composition.models import model_service
-    from creditml.composition.registration import registrar
-    from creditml.models.service import upload_key
-    from creditml.settings import get_settings
-    from creditml.storage.model_parts import Uploads
-
-    caller = AccessClaims(owner_id, Role.ADMIN, 0)
-    ticket = model_service().create(caller, "bench", None, price)
-    key = upload_key(ticket.model.id, 1)
-    # With the presigned POST's fields: registration checks the upload token they carry.
-    Uploads(get_settings().uploads_bucket).put(key, data, ticket.fields)
-    # In-process there is no S3 event: register here. Against the local stack its own event
-    # delivery may win the race (registration is idempotent); either way, wait for ready.
-    registrar().register(key)
-    deadline = time.monotonic() + 120
-    while model_service().show(caller, ticket.model.id).serving_version != 1:
-        assert time.monotonic() < deadline, "model did not become ready"
-        time.sleep(0.05)
-    return ticket.model.id
 
 
 def _warm_handler_setup(model: Any, grant: int = 10**9) -> dict[str, Any]:
@@ -124,7 +80,7 @@ def _warm_handler_setup(model: Any, grant: int = 10**9) -> dict[str, Any]:
         idempotency_key=str(uuid.uuid4()),
         request="bench",
     )
-    model_id = _publish_directly(user.id, _file_of(model))
+    model_id = publish_directly(user.id, file_of(model))
     token = token_signer().issue_access(user.id, user.role)
     event = json.loads(
         (ROOT / "events" / "predictions_create.json")
@@ -207,7 +163,7 @@ def bench_warm_path(iterations: int = 2000) -> dict[str, Any]:
     per_row_ratio = (statistics.median(thousand) / 1000) / statistics.median(one)
     return {
         "warm_overhead_median_ms": statistics.median(overhead),
-        "warm_overhead_p99_ms": _percentile(overhead, 0.99),
+        "warm_overhead_p99_ms": percentile(overhead, 0.99),
         "warm_overhead_vs_predict_and_proba_median_ms": statistics.median(overhead_with_proba),
         "warm_handler_1_row_median_ms": statistics.median(one) * 1000,
         "warm_handler_1000_rows_median_ms": statistics.median(thousand) * 1000,
@@ -290,31 +246,8 @@ print(imported - started, done - started)
 
 def bench_cold_predict_and_load(runs: int = 5) -> dict[str, Any]:
     """Against the real local stack (embedded AWS over HTTP), as a cold container sees it."""
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        (work / "template.yaml").write_text((ROOT / "template.yaml").read_text())
-        os.symlink(ROOT / "functions", work / "functions")
-        # Output to a file: a pipe nobody drains would block the stack once it fills.
-        with (work / "stack.log").open("w") as log:
-            process = subprocess.Popen(
-                [str(Path(PYTHON).with_name("creditml")), "dev", "--port", "0"],
-                cwd=work,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "CREDITML_ADMIN_PASSWORD": "bench admin password"},
-            )
-            try:
-                deadline = time.monotonic() + 120
-                while "Press Ctrl-C" not in (work / "stack.log").read_text():
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError((work / "stack.log").read_text()[-2000:])
-                    time.sleep(0.1)
-                state_file = work / ".creditml" / "dev-stack.json"
-                state = json.loads(state_file.read_text())
-                return _against_stack(state, state_file, runs)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+    with local_stack() as (state, state_file, _):
+        return _against_stack(state, state_file, runs)
 
 
 def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[str, Any]:
@@ -337,9 +270,9 @@ def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[s
         request="bench",
     )
     # A ~1 MB forest for the cold prediction
-    small = _forest(1_000_000)
-    small_file = _file_of(small)
-    small_id = _publish_directly(user.id, small_file)
+    small = forest(1_000_000)
+    small_file = file_of(small)
+    small_id = publish_directly(user.id, small_file)
     token = token_signer().issue_access(user.id, user.role)
     base = (ROOT / "events" / "predictions_create.json").read_text()
     base = base.replace("<access-token>", token).replace("<model-id>", small_id)
@@ -366,9 +299,9 @@ def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[s
         imports.append(imported * 1000)
         firsts.append(total * 1000)
     # A ~50 MB forest: loader (fetch + reassemble + decrypt + load) vs joblib.load of a file
-    big = _forest(50_000_000, seed=2)
-    big_file = _file_of(big)
-    big_id = _publish_directly(user.id, big_file)
+    big = forest(50_000_000, seed=2)
+    big_file = file_of(big)
+    big_id = publish_directly(user.id, big_file)
     with tempfile.NamedTemporaryFile(suffix=".joblib") as handle:
         handle.write(big_file)
         handle.flush()
@@ -510,6 +443,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
         "<= 60",
     ),
     *WEB_TARGETS,
+    *CLIENT_TARGETS,
 ]
 
 
@@ -533,6 +467,7 @@ def main() -> int:
     results |= bench_cold_predict_and_load()
     results |= bench_reports()
     results |= bench_web()
+    results |= bench_client()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     lines = table(results, TARGETS)
     lines.append(
@@ -547,6 +482,7 @@ def main() -> int:
         f"{results['model_load_median_s']:.3f} s; results in {RESULTS.relative_to(ROOT)})"
     )
     lines += web_notes(results)
+    lines += client_notes(results)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

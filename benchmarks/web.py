@@ -48,6 +48,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reports import _debits, _timing_aws_calls, in_process_aws  # noqa: E402
+from stack import percentile as _percentile  # noqa: E402
 
 FEATURES = ("income", "debt", "age", "years_employed")
 PASSWORD = "benchmark web pw 1"  # noqa: S105 - a benchmark user's
@@ -150,7 +151,7 @@ def _predict(model_id: str, token: str, rows: int) -> None:
 def _publisher_with_history(entries: int) -> tuple[str, str]:
     """A publisher with a ready 4-feature model of their own and `entries` ledger entries
     (half credits, half predictions), and 30 days of usage counters; (email, model id)."""
-    from run import _publish_directly
+    from stack import publish_directly as _publish_directly
 
     from creditml.auth.roles import Role
     from creditml.billing.entries import EntryKind
@@ -207,11 +208,6 @@ def _timing_renders() -> Iterator[Callable[[], float]]:
         yield lambda: spent[0]
     finally:
         Template.render = original  # type: ignore[method-assign]
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _renders(browser: Browser, url: str, renders: int, warmup: int = 10) -> dict[str, float]:
