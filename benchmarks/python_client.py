@@ -94,8 +94,9 @@ def _timed_loads(client: Client, model_id: str, cache: Path, runs: int, cold: bo
     times = []
     for _ in range(runs):
         if cold:
-            for cached in cache.glob("*"):
-                cached.unlink()
+            for cached in cache.rglob("*"):
+                if cached.is_file():
+                    cached.unlink()
         started = time.perf_counter()
         client.load_model(model_id)
         times.append(time.perf_counter() - started)
