@@ -374,3 +374,25 @@ def test_a_version_stored_before_big_parts_were_hashed_is_hashed_once(
     assert opened(answer, device) == original
     stored = table.get_item(TableName=parts_table, Key=key)["Item"]
     assert stored["big_sha256"]["S"] == answer["big_sha256"]
+
+
+def test_admins_download_free_by_their_stored_role_not_a_remembered_one(
+    api: Api, model_id: str
+) -> None:
+    """An admin's API key is remembered with its role for up to 60 s; the free download
+    reads the role stored now, so a demoted admin stops downloading free at once."""
+    admin = register_and_login(api, "root@example.com", role=Role.ADMIN)
+    grant(api, admin["id"], 50)
+    event = with_body(load_event("api_keys_create", access_token=admin["access"]), {"name": "ci"})
+    status, created = api.call("AuthFunction", event)
+    assert status == 201, created
+    key = created["key"]
+    device = Device(api, key)
+    status, answer = download(api, key, model_id, device.id)
+    assert (status, answer["cost"]) == (200, 0)
+    from creditml.storage.users import UserRepository
+
+    UserRepository(get_settings().users_table).set_role(admin["id"], Role.USER)
+    status, refused = download(api, key, model_id, device.id)  # the key's cache still says admin
+    assert (status, refused["code"]) == (403, "download_not_allowed")
+    assert balance(admin["id"]) == 50

@@ -199,6 +199,21 @@ def test_a_verified_key_is_remembered_for_the_cache_time_only(
     assert store.calls == ["owner_of"]
 
 
+def test_a_key_that_is_no_key_is_remembered_as_such(
+    verifier: ApiKeyVerifier, store: MemoryStore, clock: Clock
+) -> None:
+    bogus = "cml_" + "B" * 43
+    for _ in range(5):
+        with pytest.raises(InvalidToken):
+            verifier.verify(bogus)
+        clock.now += 10
+    assert store.calls == ["owner_of"]  # one read for five tries within the cache time
+    clock.now = START + CACHE_SECONDS
+    with pytest.raises(InvalidToken):
+        verifier.verify(bogus)
+    assert store.calls == ["owner_of", "owner_of"]
+
+
 def test_a_revoked_key_stops_working_within_the_cache_time(
     service: ApiKeyService, verifier: ApiKeyVerifier, clock: Clock
 ) -> None:

@@ -176,17 +176,22 @@ class ApiKeyVerifier:
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._verified: dict[str, _Verified] = {}
+        self._unknown: dict[str, float] = {}  # hashes found to be no key, until when
         self._used_on: dict[str, date] = {}
 
     def verify(self, key: str) -> ApiKeyClaims:
         """The principal of a live key whose owner exists; InvalidToken for anything else.
 
         Remembered keys cost no call; otherwise two strongly consistent reads (the key, its
-        owner's role). The first use of a key on a UTC day adds one conditional update."""
+        owner's role). The first use of a key on a UTC day adds one conditional update. A
+        well-formed key that is no key is remembered as such too, so repeating it (a
+        misconfigured job, a guesser) costs no read either."""
         if not _WELL_FORMED.match(key):
             raise InvalidToken()
         hashed = key_hash(key)
         now = self._clock()
+        if now < self._unknown.get(hashed, 0.0):
+            raise InvalidToken()
         known = self._verified.get(hashed)
         claims = (
             known.claims if known is not None and now < known.until else self._load(hashed, now)
@@ -198,6 +203,9 @@ class ApiKeyVerifier:
         self._verified.pop(hashed, None)
         owner = self._store.owner_of(hashed)
         if owner is None:
+            if len(self._unknown) >= CACHE_SIZE:
+                self._unknown.clear()
+            self._unknown[hashed] = now + self._cache_seconds
             raise InvalidToken()
         try:
             role = self._roles.stored_role(owner.user_id)

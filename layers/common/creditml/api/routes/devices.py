@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from creditml.api.dependencies import IdempotencyKey, Principal
+from creditml.api.dependencies import IdempotencyKey, Principal, VerifiedPrincipal
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.models.api_schemas import (
     DeviceCreate,
@@ -102,7 +102,8 @@ def download_model(
     id: ModelId,
     body: DownloadRequest,
     key: IdempotencyKey,
-    principal: Principal,
+    # The stored role, not the token's: "admins download free" must not outlive a demotion.
+    principal: VerifiedPrincipal,
     downloads: Downloads,
     response: Response,
 ) -> DownloadPublic:
