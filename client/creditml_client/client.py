@@ -8,6 +8,7 @@ with Client("https://api.example.com", email="me@example.com", password="...") a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -27,6 +28,7 @@ from creditml_client._devices import DeviceRecord, DeviceStore
 from creditml_client._retry import Backoff, response_retry, transport_error_retryable
 from creditml_client._upload import MultipartUpload, Progress
 from creditml_client.errors import (
+    CreditMLError,
     DeviceNotRegistered,
     IntegrityFailed,
     MissingDependency,
@@ -315,10 +317,16 @@ class Client:
         base URL and user. Its X25519 private key stays here (mode 0600 under the config
         folder); the API gets the public key and the hardware fingerprint.
 
+        Registering again (e.g. after the hardware changed) makes a new device: the one it
+        replaces is removed on the server too (best effort), as its key is deleted here
+        and nothing can open its downloads any more. Versions bought for it are bought
+        again for the new device.
+
         Returns:
             The device: ``{id, name, created_at}``.
         """
         user_id = self._current_user_id()
+        previous = self._devices.load(self.base_url, user_id)
         key, key_path = self._devices.new_key()
         from creditml_client._shared.device_seal import encode_public_key
 
@@ -338,7 +346,15 @@ class Client:
             self.base_url, user_id, str(device["id"]), name, public_key, str(key_path), facts
         )
         self._devices.save(record)
+        if previous is not None and previous.device_id != record.device_id:
+            self._retire(previous.device_id)
         return device
+
+    def _retire(self, device_id: str) -> None:
+        """Remove a replaced device on the server; it may be gone already, and a failure
+        leaves only a listed device that `delete_device` can remove later."""
+        with contextlib.suppress(CreditMLError):
+            self._request("DELETE", f"/devices/{_segment(device_id)}", safe=False)
 
     def device(self) -> dict[str, Any] | None:
         """The device this client downloads to, as remembered here, or None."""

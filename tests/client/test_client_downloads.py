@@ -134,7 +134,7 @@ def test_register_device_keeps_the_private_key_0600(
 
 
 def test_registering_again_replaces_the_device_and_its_key(
-    client: Client, downloads: FakeDownloads, tmp_path: Path
+    api: FakeApi, client: Client, downloads: FakeDownloads, tmp_path: Path
 ) -> None:
     client.register_device("old")
     client.register_device("new")
@@ -143,6 +143,16 @@ def test_registering_again_replaces_the_device_and_its_key(
     assert device is not None
     assert device["id"] == "d2"
     assert len(list((tmp_path / "config" / "keys").iterdir())) == 1
+    # The replaced device is removed on the server too: its key is gone, it opens nothing
+    assert [str(r.url).rsplit("/", 1)[1] for r in api.calls("DELETE /devices/d1")] == ["d1"]
+
+
+def test_a_replaced_device_that_cannot_be_removed_does_not_fail_the_registration(
+    api: FakeApi, client: Client, downloads: FakeDownloads
+) -> None:
+    client.register_device("old")
+    api.script("DELETE /devices/d1", httpx.Response(404, json={"code": "device_not_found"}))
+    assert client.register_device("new")["id"] == "d2"
 
 
 def test_a_failed_registration_leaves_no_key(api: FakeApi, client: Client, tmp_path: Path) -> None:
