@@ -14,6 +14,8 @@ import pytest
 from creditml_client import cli
 from creditml_client.errors import AuthenticationFailed, Forbidden, NotFound, PublishFailed
 
+pytestmark = pytest.mark.unit
+
 URL = "http://api.test"
 PROFILE = {"id": "u1", "email": "ann@example.com", "role": "user", "balance": 1234}
 MODEL = {

@@ -22,6 +22,8 @@ from creditml_client.cli import (
 )
 from creditml_client.errors import InsufficientCredits, TransportFailed, ValidationFailed
 
+pytestmark = pytest.mark.unit
+
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 

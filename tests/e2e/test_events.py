@@ -29,6 +29,7 @@ ROLES = {
     "models_update": "publisher",
     "models_archive": "publisher",
     "s3_put_upload": "publisher",
+    "models_download": "admin",  # the demo model has no download price: admins download free
 }
 
 

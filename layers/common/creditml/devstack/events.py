@@ -10,6 +10,7 @@ process is configured for. A name that is not in `PLACEHOLDERS` is an error, nev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -189,6 +190,28 @@ class StackValues:
             )
         return str(receipt["prediction_id"])
 
+    def _device_id(self) -> str:
+        status, page = self._call("GET", "/devices")
+        if status == 200 and page["items"]:
+            return str(page["items"][0]["id"])
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        from creditml.models.device_seal import encode_public_key
+
+        public = X25519PrivateKey.generate().public_key().public_bytes_raw()
+        body = {
+            "name": "creditml invoke",
+            "public_key": encode_public_key(public),
+            "fingerprint": hashlib.sha256(b"creditml invoke").hexdigest(),
+        }
+        status, device = self._call("POST", "/devices", body=body)
+        if status != 201:
+            raise PlaceholderError(
+                f"<device-id>: registering a device as {self._caller_email} answered {status} "
+                f"{_code(device)}"
+            )
+        return str(device["id"])
+
     def _uploads_bucket(self) -> str:
         from creditml.settings import get_settings
 
@@ -344,6 +367,12 @@ PLACEHOLDERS: dict[str, Placeholder] = {
             "the `--as` user's newest prediction; if they have none, one made through the "
             "predict handler on `<model-id>` (1 row, charged to them)",
             StackValues._prediction_id,
+        ),
+        Placeholder(
+            "device-id",
+            "the `--as` user's first device; if they have none, one registered through the "
+            "models handler (a new X25519 key whose private half is not kept)",
+            StackValues._device_id,
         ),
         Placeholder("uploads-bucket", "the stack's uploads bucket", StackValues._uploads_bucket),
         Placeholder(
