@@ -63,9 +63,17 @@ class RunningStack:
         try:
             code = self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            # What it is stuck on: `creditml dev` prints its threads' stacks on SIGUSR1.
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             self.process.kill()  # never leave a stack running behind a failed test
             self.process.wait()
-            raise
+            if self.reader is not None:
+                self.reader.join(timeout=10)
+            raise AssertionError(
+                "the stack did not stop within 60 s of the signal; its last output and "
+                "threads:\n" + "".join(self.output[-300:])
+            ) from None
         if self.reader is not None:  # everything the stack printed, up to its last line
             self.reader.join(timeout=10)
         return code

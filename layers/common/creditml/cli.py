@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
 import signal
@@ -51,6 +52,9 @@ def _dev(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stack that does not
+    # stop (or answer) is doing. The tests ask for it before they give up on a stack.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stack.start(
         admin_email=os.environ.get("CREDITML_ADMIN_EMAIL"),
         admin_password=os.environ.get("CREDITML_ADMIN_PASSWORD"),
