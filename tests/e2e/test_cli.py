@@ -29,6 +29,33 @@ def test_dev_stops_cleanly_on_signals(project_copy: Path, sig: int) -> None:
         httpx.get(f"{running.url}/openapi.json", timeout=5)
 
 
+def test_a_second_dev_in_the_same_folder_is_refused_and_touches_nothing(
+    project_copy: Path,
+) -> None:
+    running = start_stack(cwd=project_copy)
+    try:
+        state = project_copy / ".creditml" / "dev-stack.json"
+        before = state.read_text()
+        second = subprocess.run(
+            [CREDITML, "dev", "--port", "0"],
+            cwd=project_copy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines() == [
+            f"creditml dev: a local stack is already running in {project_copy} (pid "
+            f"{running.process.pid}, API {running.url}): stop it first, or start this one "
+            "from a copy of the project"
+        ]
+        assert state.read_text() == before  # the first stack's state file, untouched
+        assert httpx.get(f"{running.url}/openapi.json", timeout=30).status_code == 200
+    finally:
+        assert running.stop() == 0
+    assert not state.exists()
+
+
 def test_dev_prints_urls_and_demo_logins(stack: RunningStack) -> None:
     output = "".join(stack.output)
     for expected in ("/docs", "/openapi.json", "ops@example.com", "demo@creditml.local"):

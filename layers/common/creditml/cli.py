@@ -41,7 +41,7 @@ def find_template(explicit: str | None) -> Path:
 def _dev(args: argparse.Namespace) -> int:
     import os
 
-    from creditml.devstack.stack import LocalStack
+    from creditml.devstack.stack import LocalStack, StackAlreadyRunning
     from creditml.devstack.template import Template
 
     stack = LocalStack(Template(find_template(args.template)), args.host, args.port)
@@ -55,10 +55,13 @@ def _dev(args: argparse.Namespace) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stack that does not
     # stop (or answer) is doing. The tests ask for it before they give up on a stack.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    stack.start(
-        admin_email=os.environ.get("CREDITML_ADMIN_EMAIL"),
-        admin_password=os.environ.get("CREDITML_ADMIN_PASSWORD"),
-    )
+    try:
+        stack.start(
+            admin_email=os.environ.get("CREDITML_ADMIN_EMAIL"),
+            admin_password=os.environ.get("CREDITML_ADMIN_PASSWORD"),
+        )
+    except StackAlreadyRunning as error:
+        raise SystemExit(f"creditml dev: {error}") from None
     url = stack.api_url
     _out(f"CreditML local stack is up (embedded AWS at {stack.environment['AWS_ENDPOINT_URL']})")
     _out(f"  Web UI      {url}/")
@@ -115,7 +118,7 @@ def _invoke(args: argparse.Namespace) -> int:
         else:
             # No stack is running: bring one up just for this invocation.
             ephemeral = LocalStack(template, port=0)
-            ephemeral.start()
+            ephemeral.start(publish_state=False)  # private: another tool must not find it
             who = {"admin": ephemeral.accounts[0].email, "demo": ephemeral.accounts[1].email}
             demo_model_id = ephemeral.demo_model_id
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -70,6 +71,37 @@ class StackState:
 
 def state_path(root: Path) -> Path:
     return root / ".creditml" / "dev-stack.json"
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Another local stack owns this folder's state file."""
+
+
+class StateClaim:
+    """The right to write (and remove) a folder's state file: an exclusive `flock` on
+    `.creditml/dev-stack.lock`, held for as long as the stack runs. The kernel drops it when
+    the process ends, however it ends (a `kill -9` included), so a stale claim cannot
+    outlive its stack, and a second stack in the same folder can never overwrite or delete
+    the state file of the first (it would point `creditml invoke`, `ledger verify` and the
+    tests at the wrong stack)."""
+
+    def __init__(self, root: Path) -> None:
+        path = state_path(root).with_suffix(".lock")
+        path.parent.mkdir(exist_ok=True)
+        self._file = path.open("a")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            running = read_state(root)
+            where = f" (pid {running.pid}, API {running.api_url})" if running else ""
+            raise StackAlreadyRunning(
+                f"a local stack is already running in {root}{where}: stop it first, or "
+                "start this one from a copy of the project"
+            ) from None
+
+    def release(self) -> None:
+        self._file.close()  # closing the last descriptor drops the lock
 
 
 def aws_environment(endpoint: str) -> dict[str, str]:
@@ -189,13 +221,20 @@ class LocalStack:
         self.streams: StreamEventPump | None = None
         self.demo_model_id: str | None = None
         self._gateway_thread: threading.Thread | None = None
+        self._claim: StateClaim | None = None
 
     def start(
         self,
         admin_email: str | None = None,
         admin_password: str | None = None,
         seed_model: bool = True,
+        publish_state: bool = True,
     ) -> None:
+        """Start everything. `publish_state`: write the folder's state file for other local
+        tools (`creditml dev`); a private stack (`creditml invoke`'s own) leaves it alone.
+        StackAlreadyRunning when another stack publishes there."""
+        if publish_state:
+            self._claim = StateClaim(self.template.root)
         overrides = operator_settings(self.template, os.environ)
         # The embedded AWS only ever listens on loopback, whatever host the API binds.
         self.aws = EmbeddedAws().start()
@@ -240,7 +279,8 @@ class LocalStack:
             target=self.gateway.serve_forever, name="gateway", daemon=True
         )
         self._gateway_thread.start()
-        self._write_state()
+        if self._claim is not None:
+            self._write_state()
 
     @property
     def api_url(self) -> str:
@@ -257,7 +297,10 @@ class LocalStack:
             self.gateway.server_close()
         if self.aws is not None:
             self.aws.stop()
-        state_path(self.template.root).unlink(missing_ok=True)
+        if self._claim is not None:  # only the stack that wrote it removes it
+            state_path(self.template.root).unlink(missing_ok=True)
+            self._claim.release()
+            self._claim = None
 
     def _write_state(self) -> None:
         assert self.aws is not None
