@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import creditml
-from creditml.api.problems import install_problem_handlers, problem_response
+from creditml.api.problems import error_response, install_problem_handlers, problem_response
 from creditml.errors import DomainError, NestingTooDeep, PayloadTooLarge, UnsupportedMediaType
 from creditml.observability import observed
 from creditml.settings import get_settings
@@ -237,9 +237,7 @@ class RequestGuard:
         else:
             body, refusal = await _read_json_body(receive, limit)
         if refusal is not None:
-            await problem_response(
-                refusal.status, refusal.code, refusal.title, refusal.detail, **refusal.extra
-            )(scope, receive, send)
+            await error_response(refusal)(scope, receive, send)
             return
         await self.app(scope, _replaying(body, receive), send)
 

@@ -86,9 +86,15 @@ def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in location)
 
 
+def error_response(error: DomainError) -> JSONResponse:
+    """A domain error's problem details (for the handlers, and middleware that refuses a
+    request before any route runs)."""
+    return problem_response(error.status, error.code, error.title, error.detail, **error.extra)
+
+
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return error_response(exc)
 
 
 def sent_as_json(request: Request) -> bool:

@@ -48,21 +48,6 @@ MAX_PRICE_RETRIES = 3
 BIG_URL_TTL_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class Download:
-    """The answer to a download: what the route returns, and whether it is a replay."""
-
-    model_id: str
-    version: int
-    big_url: str
-    big_sha256: str
-    big_size: int
-    sealed: dict[str, str]
-    cost: int
-    balance: int
-    replayed: bool = False
-
-
 class ModelCatalog(Protocol):
     def get(self, model_id: str) -> Model: ...
 
@@ -115,17 +100,16 @@ class _Package:
     sealed: dict[str, str]
 
     def with_sale(self, sale: _Sale) -> Download:
-        return Download(
-            model_id=self.model_id,
-            version=self.version,
-            big_url=self.big_url,
-            big_sha256=self.big_sha256,
-            big_size=self.big_size,
-            sealed=self.sealed,
-            cost=sale.cost,
-            balance=sale.balance,
-            replayed=sale.replayed,
-        )
+        return Download(**vars(self), cost=sale.cost, balance=sale.balance, replayed=sale.replayed)
+
+
+@dataclass(frozen=True)
+class Download(_Package):
+    """The answer to a download: the package, what it cost, and whether it is a replay."""
+
+    cost: int
+    balance: int
+    replayed: bool = False
 
 
 class DownloadService:

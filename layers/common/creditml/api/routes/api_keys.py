@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from creditml.api.dependencies import SessionPrincipal
-from creditml.api.problems import PROBLEM_RESPONSES, problem_doc, problem_response
+from creditml.api.problems import PROBLEM_RESPONSES, error_response, problem_doc
 from creditml.auth.api_keys import (
     MAX_KEYS_PER_USER,
     NAME_MAX_LENGTH,
@@ -127,11 +127,7 @@ class RefuseApiKeysUnder:
         if scope["type"] == "http" and str(scope.get("path", "")).startswith(self._prefix):
             for name, value in scope.get("headers", ()):
                 if name == b"authorization" and _presents_api_key(value):
-                    refused = ApiKeyNotAllowed()
-                    response = problem_response(
-                        refused.status, refused.code, refused.title, refused.detail
-                    )
-                    await response(scope, receive, send)
+                    await error_response(ApiKeyNotAllowed())(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
