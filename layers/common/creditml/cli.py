@@ -38,6 +38,10 @@ def find_template(explicit: str | None) -> Path:
     raise SystemExit(f"creditml: no {TEMPLATE_NAME} here or above; pass --template")
 
 
+class _StopWhileStarting(Exception):
+    """SIGINT or SIGTERM came while the local stack was still starting."""
+
+
 def _dev(args: argparse.Namespace) -> int:
     import os
 
@@ -46,9 +50,14 @@ def _dev(args: argparse.Namespace) -> int:
 
     stack = LocalStack(Template(find_template(args.template)), args.host, args.port)
     stop = threading.Event()
+    starting = True
 
     def on_signal(signum: int, _: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: the stop under way is quick
+            return
         stop.set()
+        if starting:  # abandon the start (seeding alone takes seconds) wherever it is
+            raise _StopWhileStarting
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -56,12 +65,25 @@ def _dev(args: argparse.Namespace) -> int:
     # stop (or answer) is doing. The tests ask for it before they give up on a stack.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
+        _out("Starting the CreditML local stack...")
         stack.start(
             admin_email=os.environ.get("CREDITML_ADMIN_EMAIL"),
             admin_password=os.environ.get("CREDITML_ADMIN_PASSWORD"),
         )
+        starting = False
     except StackAlreadyRunning as error:
         raise SystemExit(f"creditml dev: {error}") from None
+    except _StopWhileStarting:
+        _stop_and_exit(stack)
+    _announce(stack)
+    try:
+        stop.wait()
+    finally:
+        _stop_and_exit(stack)
+    return 0  # not reached
+
+
+def _announce(stack: Any) -> None:
     url = stack.api_url
     _out(f"CreditML local stack is up (embedded AWS at {stack.environment['AWS_ENDPOINT_URL']})")
     _out(f"  Web UI      {url}/")
@@ -72,14 +94,17 @@ def _dev(args: argparse.Namespace) -> int:
     for account in stack.accounts:
         _out(f"  {account.role:<9} {account.email}  password: {account.password}")
     _out("Press Ctrl-C to stop.")
-    try:
-        stop.wait()
-    finally:
-        stack.stop()
-        _out("CreditML local stack stopped.")
+
+
+def _stop_and_exit(stack: Any) -> None:
+    import os
+
+    stack.stop()
+    _out("CreditML local stack stopped.")
     # Everything is stopped and its state file removed. Tearing down the interpreter (the
     # embedded AWS's in-memory data, scikit-learn, every handler's modules) would take
-    # seconds more, and many more after a long session, for nothing: leave at once.
+    # seconds more, and many more after a long session, for nothing; threads still busy
+    # with a request die with the process: leave at once.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

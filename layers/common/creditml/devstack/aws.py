@@ -4,10 +4,15 @@ moto keeps no per-item locks, so two concurrent conditional writes could both pa
 condition. DynamoDB evaluates each conditional write atomically; serializing every request
 to the embedded server restores that guarantee locally. Handlers still run concurrently:
 only the storage calls take turns, exactly where DynamoDB itself serializes.
+
+The server keeps connections alive (werkzeug's development server closes every one, so each
+SDK call paid for a new connection and a new thread), and moto's per-request lookup of its
+own service folders on disk is done once (`_cache_moto_modules`).
 """
 
 from __future__ import annotations
 
+import io
 import secrets
 import string
 import threading
@@ -16,15 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from moto import backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from creditml.devstack import queries, transactions
 from creditml.devstack.cors import BucketCors, template_rules
 from creditml.devstack.lambdas import LocalLambda
 from creditml.devstack.template import HTTP_API, Resolver, Template
+from creditml.observability import telemetry
 from creditml.storage.clients import client_config
 
+logger = telemetry("devstack").logger
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 StartResponse = Callable[..., Any]
@@ -43,6 +51,73 @@ class _SerializedApp:
             return [b"".join(self._app(environ, start_response))]
 
 
+class _KeepAliveHandler(WSGIRequestHandler):
+    """werkzeug's request handler (the same WSGI environ), answering HTTP/1.1 with a
+    Content-Length and keeping the connection open for the client's next request.
+
+    The request body is read whole before the app runs (by Content-Length, or de-chunked),
+    so nothing of it can be mistaken for the next request; the response is the app's body
+    in one write.
+    """
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: with Nagle's algorithm on, the body would wait for
+    # the client's delayed ACK (~40 ms on loopback) on every call.
+    disable_nagle_algorithm = True
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.environ = self.make_environ()
+        if environ.pop("wsgi.input_terminated", False):  # chunked: read to its end
+            body = environ["wsgi.input"].read()
+            del environ["HTTP_TRANSFER_ENCODING"]  # from here on, a body of known length
+        else:
+            body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        answer: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
+            answer[:] = [status, headers]
+            return None
+
+        try:
+            chunks = self.server.app(environ, start_response)
+            payload = b"".join(chunks)
+            getattr(chunks, "close", lambda: None)()
+        except Exception:  # answered as a server error; the connection is not reused
+            logger.exception("embedded AWS request failed", extra={"method": self.command})
+            answer[:] = ["500 Internal Server Error", []]
+            payload, self.close_connection = b"", True
+        self._respond(answer[0], answer[1], payload)
+
+    def _respond(self, status: str, headers: list[tuple[str, str]], payload: bytes) -> None:
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        length = str(len(payload))
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "content-length" and self.command == "HEAD":
+                length = value  # the size of what a GET would answer
+            elif lower not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """No line per SDK call (werkzeug logs each at INFO)."""
+
+
+def _cache_moto_modules() -> None:
+    """moto's server lists its package folder on disk (a stat per service) for every
+    request, to tell a service name from a host name; the list never changes."""
+    names = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: names
+
+
 class EmbeddedAws:
     """moto's server on a loopback port, serialized, with Lambda's Invoke API for the
     template's functions (`lambdas.serve`) and S3's CORS from each bucket's rules
@@ -51,11 +126,14 @@ class EmbeddedAws:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         transactions.install()
         queries.install()
+        _cache_moto_modules()
         # Lambda's Invoke API in front of the lock: invoked functions call AWS themselves.
         self.lambdas = LocalLambda(
             _SerializedApp(BucketCors(DomainDispatcherApplication(create_backend_app)))
         )
-        self._server: BaseWSGIServer = make_server(host, port, self.lambdas, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self.lambdas, threaded=True, request_handler=_KeepAliveHandler
+        )
         self.endpoint = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="embedded-aws", daemon=True
@@ -69,7 +147,7 @@ class EmbeddedAws:
         self.lambdas.close()
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=1)
 
 
 @dataclass

@@ -133,8 +133,15 @@ class Gateway(ThreadingHTTPServer):
     ) -> None:
         self.template = template
         self.concurrency = concurrency
+        self.stopping = False
         self._containers = ThreadPoolExecutor(concurrency, thread_name_prefix="lambda")
         super().__init__((host, port), _RequestHandler)
+
+    def shutdown(self) -> None:
+        """Stop accepting connections. Requests that still come on kept-alive connections
+        are answered 503 and their connection closed (the functions' pool is going away)."""
+        self.stopping = True
+        super().shutdown()
 
     def server_close(self) -> None:
         super().server_close()
@@ -148,6 +155,8 @@ class Gateway(ThreadingHTTPServer):
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
     ) -> tuple[int, dict[str, str], bytes]:
+        if self.stopping:
+            return _problem(503, "stack_stopping", "The local stack is stopping")
         parts = urlsplit(target)
         found = self.template.route_for(method, parts.path)
         if found is None:
@@ -203,6 +212,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 request_body,
                 self.client_address[0],
             )
+            self.close_connection = self.close_connection or self.server.stopping
         self.send_response(status)
         for name, value in headers.items():
             if name in ("content-length", "connection", "transfer-encoding"):

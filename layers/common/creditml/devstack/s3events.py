@@ -2,8 +2,12 @@
 
 moto cannot run Lambda functions without Docker, but it can notify an SQS queue. For every
 function whose template Events include `Type: S3`, the stack points that bucket's
-notifications at a queue of its own and a poller thread hands each S3 event (the very JSON
+notifications at a queue of its own and a pump thread hands each S3 event (the very JSON
 S3 sends to Lambda) to the function's real handler, asynchronously, as S3 does.
+
+The pump does not poll: moto rings `QUEUED` whenever a message enters any queue of this
+process (`install()`), and an idle pump sleeps until then. While a failed event waits to
+become visible again (SQS's visibility timeout, then S3's retry), it looks once a second.
 """
 
 from __future__ import annotations
@@ -14,14 +18,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from moto.sqs.models import Message, Queue
 
+from creditml.devstack.doorbell import Doorbell
 from creditml.devstack.runtime import invoke
 from creditml.devstack.template import FunctionSpec, Template
 from creditml.observability import telemetry
 
 logger = telemetry("devstack").logger
-POLL_SECONDS = 0.05
 MAX_ATTEMPTS = 3  # S3 retries an asynchronous Lambda invocation twice
+RETRY_CHECK_SECONDS = 1.0  # how often to look for a failed event visible again
+# Only a safety net: every message moto queues in this process rings QUEUED.
+IDLE_CHECK_SECONDS = 30.0
+QUEUED = Doorbell()
+_moto_add_message = Queue.add_message
+
+
+def _add_message(self: Queue, message: Message) -> None:
+    """moto's Queue.add_message, then a ring for the pumps."""
+    _moto_add_message(self, message)
+    QUEUED.ring()
+
+
+def install() -> None:
+    """Make every moto SQS queue in this process ring QUEUED when a message arrives."""
+    Queue.add_message = _add_message  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -61,30 +82,39 @@ class S3EventPump:
     """Delivers queued S3 events to their functions until stopped."""
 
     def __init__(self, subscriptions: list[S3Subscription]) -> None:
+        install()
         self._subscriptions = subscriptions
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3-events", daemon=True)
         self._sqs = boto3.client("sqs")
         self.delivered = 0
+        self.receives = 0  # ReceiveMessage calls made
+        self._retrying: set[str] = set()  # ids of failed events left for another attempt
 
     def start(self) -> S3EventPump:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
+        """Stop delivering; wait at most `timeout` s for an event being delivered."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        QUEUED.ring()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            busy = False
+            rung = QUEUED.rings  # before draining: a message queued meanwhile cuts the wait
+            busy, failed = False, False
             for subscription in self._subscriptions:
                 try:
                     busy |= self._drain(subscription)
                 except Exception:  # keep the pump alive, as S3's would be
                     logger.exception("S3 event delivery failed")
+                    failed = True
             if not busy:
-                self._stop.wait(POLL_SECONDS)
+                retry = failed or bool(self._retrying)
+                QUEUED.wait(rung, RETRY_CHECK_SECONDS if retry else IDLE_CHECK_SECONDS)
 
     def _drain(self, subscription: S3Subscription) -> bool:
         # WaitTimeSeconds=0: a long poll would hold the embedded AWS's single lock.
@@ -94,6 +124,7 @@ class S3EventPump:
             WaitTimeSeconds=0,
             AttributeNames=["ApproximateReceiveCount"],
         )
+        self.receives += 1
         messages = answer.get("Messages", [])
         for message in messages:
             event = json.loads(message["Body"])
@@ -108,7 +139,9 @@ class S3EventPump:
                         extra={"function": subscription.spec.logical_id},
                     )
                     if attempts < MAX_ATTEMPTS:
+                        self._retrying.add(message["MessageId"])
                         continue
+            self._retrying.discard(message["MessageId"])
             self._sqs.delete_message(
                 QueueUrl=subscription.queue_url, ReceiptHandle=message["ReceiptHandle"]
             )

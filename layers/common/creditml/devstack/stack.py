@@ -47,6 +47,9 @@ DEMO_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 # the stream event pump, and the main thread (seeding the demo model while the pump
 # registers it).
 AWS_CALLER_THREADS = MAX_CONCURRENT_INVOCATIONS + 3
+# How long stop() waits, in all, for event pumps in the middle of a delivery: past it they
+# are left to die with the process (daemon threads), so a stop takes seconds, not minutes.
+STOP_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
@@ -288,13 +291,16 @@ class LocalStack:
         return self.gateway.url
 
     def stop(self) -> None:
-        if self.events is not None:
-            self.events.stop()
-        if self.streams is not None:
-            self.streams.stop()
+        """Stop taking requests, then stop the event pumps and the embedded AWS. Safe on a
+        stack whose start() was interrupted part-way: what never started is skipped."""
         if self.gateway is not None:
-            self.gateway.shutdown()
+            if self._gateway_thread is not None:  # shutdown() waits for a serve_forever()
+                self.gateway.shutdown()
             self.gateway.server_close()
+        deadline = time.monotonic() + STOP_SECONDS
+        for pump in (self.events, self.streams):
+            if pump is not None:
+                pump.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.aws is not None:
             self.aws.stop()
         if self._claim is not None:  # only the stack that wrote it removes it

@@ -17,6 +17,13 @@ function's real handler with the very event Lambda would send, keeping Lambda's 
   destination when DestinationConfig names one (Lambda's invocation record), else logged
   at ERROR. No record is dropped without one or the other.
 
+The pump does not poll an idle stream: moto rings `WRITTEN` whenever it appends a record to
+any stream of this process (`install()`), and the pump sleeps until then or until its own
+next deadline (a batching window closing, a retry's backoff ending). Like Lambda, which
+polls an idle shard 4 times a second, it reads again at most READ_INTERVAL after a read
+that found nothing: records written meanwhile arrive together, in one invocation, instead
+of one invocation per write competing with the writers for this process's CPU.
+
 Filter syntax emulated: a JSON object whose fields are nested objects or non-empty lists of
 matchers; a list matches when any matcher matches (an array in the record: any element).
 Matchers: a string, number, boolean or null (exact, type included), `{"prefix": "..."}`,
@@ -39,16 +46,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamShard
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
 from creditml.devstack.aws import ACCOUNT_ID, REGION, Provisioned, pseudo_parameters
+from creditml.devstack.doorbell import Doorbell
 from creditml.devstack.runtime import invoke
 from creditml.devstack.template import FunctionSpec, Resolver, Template, TemplateError
 from creditml.observability import telemetry
 from creditml.storage.clients import client_config
 
 logger = telemetry("devstack").logger
-POLL_SECONDS = 0.2  # Lambda polls a shard 4 times a second
+# Only a safety net: every record moto appends to a stream in this process rings WRITTEN.
+IDLE_CHECK_SECONDS = 30.0
+READ_INTERVAL = 0.25  # Lambda polls an idle shard 4 times a second
 LOCAL_MAX_BATCHING_WINDOW = 2.0  # longer windows are cut, so local feedback stays quick
 READ_LIMIT = 1000  # GetRecords' own maximum
 RETRY_BASE_SECONDS = 0.05
@@ -379,10 +391,12 @@ class StreamEventPump:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
+        """Stop delivering; wait at most `timeout` s for a batch being delivered."""
         self._stop.set()
+        WRITTEN.ring()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout)
 
     def _open(self, subscription: StreamSubscription) -> list[_Shard]:
         stream = self._streams.describe_stream(StreamArn=subscription.stream_arn)
@@ -398,7 +412,8 @@ class StreamEventPump:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            busy = False
+            rung = WRITTEN.rings  # before reading: a record written meanwhile cuts the wait
+            busy, failed = False, False
             for shard in self._shards:
                 try:
                     busy |= self._step(shard, time.monotonic())
@@ -407,8 +422,22 @@ class StreamEventPump:
                         "stream event delivery failed",
                         extra={"function": shard.subscription.spec.logical_id},
                     )
+                    failed = True
             if not busy:
-                self._stop.wait(POLL_SECONDS)
+                quiet_since = time.monotonic()
+                WRITTEN.wait(rung, RETRY_MAX_SECONDS if failed else self._next_due(quiet_since))
+                self._stop.wait(quiet_since + READ_INTERVAL - time.monotonic())
+
+    def _next_due(self, now: float) -> float:
+        """Seconds until a shard has something to do without a new record: a batching
+        window closes, or a failed batch's backoff ends."""
+        due = IDLE_CHECK_SECONDS
+        for shard in self._shards:
+            if shard.work:
+                due = min(due, shard.retry_at - now)
+            elif shard.pending:
+                due = min(due, shard.pending_since + shard.subscription.batching_window - now)
+        return max(due, 0.0)
 
     def _step(self, shard: _Shard, now: float) -> bool:
         """Read, batch and deliver what is due on `shard`; whether anything happened."""
@@ -541,6 +570,18 @@ def _get_records(self: DynamoDBStreamsBackend, iterator_arn: str, limit: int) ->
     return result
 
 
+WRITTEN = Doorbell()
+_moto_add = StreamShard.add
+
+
+def _add(self: StreamShard, old: Item | None, new: Item | None) -> None:
+    """moto's StreamShard.add, then a ring for the pumps."""
+    _moto_add(self, old, new)
+    WRITTEN.ring()
+
+
 def install() -> None:
-    """Make every moto DynamoDB Streams backend in this process use `_get_records`."""
+    """Make every moto DynamoDB Streams backend in this process use `_get_records`, and
+    every stream ring WRITTEN when a record is appended."""
     DynamoDBStreamsBackend.get_records = _get_records  # type: ignore[method-assign]
+    StreamShard.add = _add  # type: ignore[method-assign]
