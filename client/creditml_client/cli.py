@@ -112,6 +112,13 @@ def credits(amount: Any) -> str:
     return f"{amount:,}" if isinstance(amount, int) and not isinstance(amount, bool) else "-"
 
 
+def balance_of(item: dict[str, Any], field: str = "balance_after") -> str:
+    """A balance the server answered, with ">=" when it is a lower bound (other operations
+    on the account overlapped the one that reported it)."""
+    shown = credits(item.get(field))
+    return shown if item.get("balance_exact", True) else f">={shown}"
+
+
 def utc(value: Any) -> str:
     """An API timestamp as '2024-05-01 12:34:56 UTC' (the API speaks UTC; say so)."""
     if not value:
@@ -608,10 +615,7 @@ def cmd_top_up(session: Session) -> int:
     if session.json:
         out_json(entry)
     else:
-        out(
-            f"Added {credits(entry.get('amount'))} credits; "
-            f"balance {credits(entry.get('balance_after'))} credits."
-        )
+        out(f"Added {credits(entry.get('amount'))} credits; balance {balance_of(entry)} credits.")
     return 0
 
 
@@ -727,7 +731,7 @@ def cmd_predict(session: Session) -> int:
     out(table(headers, body, numeric=("ROW", "PROBABILITY")))
     out(
         f"Cost {credits(receipt.get('cost'))} credits; balance "
-        f"{credits(receipt.get('balance'))} credits (model version "
+        f"{balance_of(receipt, 'balance')} credits (model version "
         f"{receipt.get('model_version')}, prediction {receipt.get('prediction_id')})."
     )
     return 0
@@ -778,7 +782,7 @@ def cmd_predictions(session: Session) -> int:
             item.get("model_version"),
             item.get("rows"),
             item.get("cost"),
-            item.get("balance_after"),
+            balance_of(item),
             utc(item.get("created_at")),
         ]
         for item in items

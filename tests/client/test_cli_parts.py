@@ -14,6 +14,7 @@ from creditml_client.cli import (
     CredentialStore,
     Login,
     ProgressBar,
+    balance_of,
     describe,
     normalize_url,
     read_inputs,
@@ -129,6 +130,13 @@ def test_tables_align_and_separate_thousands() -> None:
 )
 def test_dates_are_shown_in_utc_and_say_so(value: str | None, expected: str) -> None:
     assert utc(value) == expected
+
+
+def test_a_lower_bound_balance_says_so() -> None:
+    assert balance_of({"balance_after": 1234}) == "1,234"
+    assert balance_of({"balance_after": 1234, "balance_exact": True}) == "1,234"
+    assert balance_of({"balance_after": 1234, "balance_exact": False}) == ">=1,234"
+    assert balance_of({"balance": 7, "balance_exact": False}, "balance") == ">=7"
 
 
 def test_the_progress_bar_draws_on_a_terminal_only() -> None:

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditml import cli
-from creditml.billing.entries import EntryKind, IdempotencySlot
+from creditml.billing.entries import (
+    EntryKind,
+    IdempotencySlot,
+    LedgerEntry,
+    PageStart,
+    PendingEntry,
+    WriteOutcome,
+    WritePlan,
+)
 from creditml.billing.ledger import Ledger, request_hash
 from creditml.billing.verify import verify_ledger
 from creditml.errors import IdempotencyKeyReused, InsufficientCredits
@@ -78,12 +86,16 @@ def test_two_containers_interleave_without_losing_a_write() -> None:
     )  # one's guess (100/1) is stale
     two.debit("u1", 30, slot=IdempotencySlot.of("u1", "c"), request="c")
     entries = store.entries("u1", 10, None)
-    assert [(entry.sequence, entry.balance_after) for entry in entries] == [
-        (4, 40),
-        (3, 70),
-        (2, 90),
-        (1, 100),
+    # Newest first, each balance exact (no two writes overlapped in time)
+    assert [(entry.amount, entry.balance_after, entry.balance_exact) for entry in entries] == [
+        (-30, 40, True),
+        (-20, 70, True),
+        (-10, 90, True),
+        (100, 100, True),
     ]
+    sequences = [entry.sequence for entry in entries]
+    assert sequences == sorted(sequences, reverse=True)
+    assert len(set(sequences)) == 4
     assert verify_ledger(store.scan_accounts()).ok
 
 
@@ -218,3 +230,78 @@ def test_credits_leave_the_prediction_count_on_the_account_item() -> None:
     state = store.state("u1")
     assert (state.balance, state.seq) == (14, 3)
     assert (state.rate.window, state.rate.count) == (29_000_000, 1)
+
+
+@pytest.mark.usefixtures("aws")
+def test_entries_that_share_a_sequence_are_each_listed_once_across_pages() -> None:
+    # Two overlapping writes can stamp the same sequence (one chance in a thousand in the
+    # same millisecond): give three entries one sequence and page one entry at a time
+    store = _store()
+    ledger = Ledger(store)
+    for key in "abcd":
+        _fund(ledger, "u1", 1, key=key)
+    ids = [entry.id for entry in store.entries("u1", 10, None)]
+    table = boto3.resource("dynamodb").Table(get_settings().ledger_table)
+    for entry_id in ids[:3]:
+        table.update_item(
+            Key={"account_id": "u1", "sk": f"ENTRY#{entry_id}"},
+            UpdateExpression="SET entry_seq = :same",
+            ExpressionAttributeValues={":same": 1_796_000_000_000_500},
+        )
+    listed, start = [], None
+    while True:
+        page = store.entries("u1", 1, start)
+        if not page:
+            break
+        listed += [entry.id for entry in page]
+        start = PageStart.after(page, start)
+    assert sorted(listed) == sorted(ids)
+    assert len(listed) == 4
+
+
+class _Overlapped:
+    """A ledger store where another container credits the account while each of the first
+    `times` writes is on its way (so a write misses twice and turns bounded)."""
+
+    def __init__(self, store: LedgerRepository, other: Ledger, times: int) -> None:
+        self.store, self.other, self.left = store, other, times
+
+    def write(self, pending: PendingEntry, plan: WritePlan) -> WriteOutcome:
+        if self.left:
+            self.left -= 1
+            self.other.credit(
+                "u1",
+                1,
+                EntryKind.TOP_UP,
+                actor_id="u1",
+                idempotency_key=f"meddle-{self.left}",
+                request=request_hash("top_up", {"amount": 1}),
+            )
+        return self.store.write(pending, plan)
+
+    def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None:
+        return self.store.slot(actor_id, entry_id)
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("then", [-15, 10_000])
+def test_a_write_after_a_bounded_one_keeps_the_books(then: int) -> None:
+    # Given a debit that other writers overlapped twice: bounded, with a lower bound
+    store = _store()
+    other = Ledger(store)
+    _fund(other, "u1", 100)
+    ledger = Ledger(_Overlapped(store, other, times=2))
+    bounded, _ = ledger.debit("u1", 10, slot=IdempotencySlot.of("u1", "d1"), request="r1")
+    assert not bounded.balance_exact
+    assert bounded.balance_after <= store.balance("u1") == 92
+    # when the same container writes again, alone, its write is exact and right
+    if then < 0:
+        entry, _ = ledger.debit("u1", -then, slot=IdempotencySlot.of("u1", "d2"), request="r2")
+    else:
+        entry, _ = ledger.credit(
+            "u1", then, EntryKind.TOP_UP, actor_id="u1", idempotency_key="t2", request="r2"
+        )
+    assert (entry.balance_after, entry.balance_exact) == (92 + then, True)
+    assert store.balance("u1") == 92 + then
+    report = verify_ledger(store.scan_accounts())
+    assert report.ok, report.mismatches

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import uuid
 
+import boto3
 import pytest
 
 from creditml.auth.roles import Role
 from creditml.composition.core import ledger_repository, user_directory
 from creditml.devstack.template import Template
+from creditml.settings import get_settings
 from tests.integration.conftest import Api, register_and_login
 from tests.integration.publishing import grant, publish
 from tests.integration.web import Browser, in_process_browser
@@ -465,3 +467,22 @@ def test_the_owner_opens_a_version_and_edits_the_description(api: Api, browser: 
     )
     assert refused.status == 403
     assert json.loads(refused.text)["code"] == "forbidden"
+
+
+def test_a_lower_bound_balance_is_shown_as_at_least(api: Api, browser: Browser) -> None:
+    # Given an entry written while other operations on the account overlapped it: its
+    # balance_after is a lower bound (as a bounded write stores it)
+    email = _registered(browser)
+    user_id = _user_id(email)
+    grant(api, user_id, 50)
+    (entry,) = ledger_repository().entries(user_id, 10, None)
+    table = boto3.resource("dynamodb").Table(get_settings().ledger_table)
+    table.update_item(
+        Key={"account_id": user_id, "sk": f"ENTRY#{entry.id}"},
+        UpdateExpression="SET balance_exact = :no, balance_after = :low",
+        ExpressionAttributeValues={":no": False, ":low": 42},
+    )
+    # the account page says "at least", and the exact balance stays exact
+    page = browser.get("/ui/account")
+    assert "≥</abbr> 42</td>" in page.text
+    assert _balance(browser) == 50

@@ -24,6 +24,7 @@ from creditml.billing.entries import (
     SlotTaken,
     StaleVersion,
     WriteOutcome,
+    WritePlan,
     Written,
 )
 from creditml.billing.ledger import Ledger
@@ -142,9 +143,7 @@ class LedgerTable:
         state = self.accounts.get(account_id, AccountState(0, 0))
         self.accounts[account_id] = AccountState(state.balance + amount, state.seq + 1)
 
-    def write(
-        self, pending: PendingEntry, expected: AccountState, rate: Any = None
-    ) -> WriteOutcome:
+    def write(self, pending: PendingEntry, plan: WritePlan) -> WriteOutcome:
         if self.before_write:
             self.before_write.pop(0)()
         account = pending.account_id
@@ -160,12 +159,13 @@ class LedgerTable:
             or self.models.model.archived
         ):
             return PreconditionFailed()
+        expected = plan.expected
         if (actual.balance, actual.seq) != (expected.balance, expected.seq) or (
             actual.balance + pending.amount < 0
         ):
             return StaleVersion(actual)
-        entry = pending.applied_to(actual, NOW)
-        self.accounts[account] = AccountState(entry.balance_after, entry.sequence)
+        entry = plan.entry(pending, NOW)
+        self.accounts[account] = AccountState(entry.balance_after, actual.seq + 1)
         self.slots[(account, pending.slot.entry_id)] = (entry, pending.request_hash)
         if pending.claim is not None:
             self.claims[(account, pending.claim)] = entry.id

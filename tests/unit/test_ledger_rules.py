@@ -19,6 +19,7 @@ from creditml.billing.entries import (
     StaleVersion,
     UserMissing,
     WriteOutcome,
+    WritePlan,
     Written,
     request_fingerprint,
 )
@@ -33,28 +34,31 @@ from creditml.errors import (
 from creditml.limits import MinuteCount
 
 
-def _entry(pending: PendingEntry, expected: AccountState) -> LedgerEntry:
-    return pending.applied_to(expected, datetime.now(UTC))
-
-
 class ScriptedStore:
-    """Answers writes from a script; records what was expected (and the debit count set)
-    each time. `slots` answers slot reads, which it counts."""
+    """Answers writes from a script; records each attempt's plan, what it expected and the
+    debit count it set. `slots` answers slot reads, which it counts. `tick` is called on
+    every write (a fake clock's step)."""
 
     def __init__(self, *script: WriteOutcome | None) -> None:
         self.script = list(script)
-        self.expected: list[AccountState] = []
-        self.rates: list[MinuteCount | None] = []
+        self.plans: list[WritePlan] = []
         self.slots: dict[str, tuple[LedgerEntry, str]] = {}
         self.slot_reads = 0
+        self.tick = lambda: None
 
-    def write(
-        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
-    ) -> WriteOutcome:
-        self.expected.append(expected)
-        self.rates.append(rate)
+    @property
+    def expected(self) -> list[AccountState]:
+        return [plan.expected for plan in self.plans]
+
+    @property
+    def rates(self) -> list[MinuteCount | None]:
+        return [plan.rate.count if plan.rate else None for plan in self.plans]
+
+    def write(self, pending: PendingEntry, plan: WritePlan) -> WriteOutcome:
+        self.tick()
+        self.plans.append(plan)
         outcome = self.script.pop(0) if self.script else None
-        return outcome or Written(_entry(pending, expected))
+        return outcome or Written(plan.entry(pending, datetime.now(UTC)))
 
     def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None:
         self.slot_reads += 1
@@ -62,16 +66,25 @@ class ScriptedStore:
 
 
 class Clock:
+    """A fake monotonic clock that sleeping advances."""
+
     def __init__(self) -> None:
         self.sleeps: list[float] = []
+        self.now = 1000.0
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 def _ledger(store: ScriptedStore, clock: Clock | None = None) -> Ledger:
     clock = clock or Clock()
-    return Ledger(store, sleep=clock.sleep, jitter=lambda low, high: high)
+    return Ledger(
+        store, sleep=clock.sleep, jitter=lambda low, high: high, monotonic=clock.monotonic
+    )
 
 
 def _entry_id(actor: str, key: str) -> str:
@@ -107,16 +120,62 @@ def test_a_warm_account_is_one_write() -> None:
     ledger = _ledger(store)
     ledger.credit("u1", 50, EntryKind.GRANT, actor_id="admin", idempotency_key="k1", request="h")
     entry, replayed = ledger.debit("u1", 5, slot=IdempotencySlot.of("u1", "k2"), request="h2")
-    assert (entry.balance_after, entry.sequence, replayed) == (45, 2, False)
+    assert (entry.balance_after, entry.balance_exact, replayed) == (45, True, False)
     # The second write already expected the state the first one left: no retry, no read.
-    assert store.expected == [AccountState(0, 0), AccountState(50, 1)]
+    first = store.plans[0].order
+    assert store.expected == [AccountState(0, 0), AccountState(50, 1, last_order=first)]
+    assert entry.sequence > first
 
 
 def test_stale_guess_is_corrected_from_the_failed_write() -> None:
-    store = ScriptedStore(StaleVersion(AccountState(balance=70, seq=4)))
+    store = ScriptedStore(StaleVersion(AccountState(balance=70, seq=4, last_order=4)))
     entry, _ = _ledger(store).debit("u1", 20, slot=IdempotencySlot.of("u1", "k"), request="h")
-    assert (entry.balance_after, entry.sequence) == (50, 5)
-    assert store.expected == [AccountState(0, 0), AccountState(70, 4)]
+    assert (entry.balance_after, entry.balance_exact) == (50, True)
+    assert store.expected == [AccountState(0, 0), AccountState(70, 4, last_order=4)]
+    assert [plan.exact for plan in store.plans] == [True, True]
+
+
+def test_a_write_overlapped_twice_turns_bounded_with_a_lower_bound() -> None:
+    # Given an account that moves on under every exact attempt (other writers overlap)
+    store = ScriptedStore(
+        StaleVersion(AccountState(balance=1000, seq=4)),
+        StaleVersion(AccountState(balance=990, seq=6)),
+    )
+    entry, _ = _ledger(store).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
+    # the third attempt adds to the balance on the condition balance >= floor, and reports
+    # the floor's lower bound, flagged as such
+    third = store.plans[2]
+    assert third.floor == 990 - 5 * ledger_module.FLOOR_GAP_AMOUNTS
+    assert (entry.balance_after, entry.balance_exact) == (third.floor - 5, False)
+
+
+def test_a_missed_floor_doubles_its_gap_and_never_goes_below_the_price() -> None:
+    stale = [StaleVersion(AccountState(balance=200, seq=n)) for n in range(6)]
+    store = ScriptedStore(*stale)
+    _ledger(store).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
+    assert [plan.floor for plan in store.plans] == [None, None, 160, 120, 40, 5, 5]
+
+
+def test_a_bounded_credit_never_has_a_floor_below_zero() -> None:
+    store = ScriptedStore(*[StaleVersion(AccountState(balance=10, seq=n)) for n in range(3)])
+    entry, _ = _ledger(store).credit(
+        "u1", 50, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
+    )
+    assert store.plans[-1].floor == 0
+    assert (entry.balance_after, entry.balance_exact) == (50, False)
+
+
+def test_sequences_follow_the_clock_and_always_pass_the_latest_entry() -> None:
+    entry_id = "0000000a" + "0" * 24
+    assert AccountState(0, 0).next_order(1_800_000_000.5, entry_id) == 1_800_000_000_500_010
+    # A clock behind the latest entry still orders after it
+    latest = 1_800_000_000_900_123
+    assert AccountState(0, 3, last_order=latest).next_order(1_800_000_000.5, entry_id) == (
+        1_800_000_000_901_010
+    )
+    # Accounts numbered 1..n before sequences followed the clock: new entries come after
+    assert AccountState(0, 7, last_order=7).next_order(1_800_000_000.5, entry_id) > 7
+    assert AccountState(0, 0).next_order(4_000_000_000, entry_id) < 2**53  # exact in JSON
 
 
 def test_insufficient_credits_carry_balance_and_required() -> None:
@@ -172,25 +231,40 @@ def test_conflicts_are_retried_with_growing_jittered_backoff() -> None:
         "u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
     )
     assert entry.balance_after == 5
-    assert clock.sleeps == [0.02, 0.04, 0.08]  # jitter stubbed to its upper bound
+    assert clock.sleeps == [0.01, 0.02, 0.04]  # jitter stubbed to its upper bound
 
 
-def test_conflict_retries_are_bounded() -> None:
+def test_conflict_retries_are_bounded_in_time_not_count() -> None:
     clock = Clock()
-    store = ScriptedStore(*[Contended()] * 50)
+    store = ScriptedStore(*[Contended()] * 500)
     with pytest.raises(LedgerBusy):
         _ledger(store, clock).credit(
             "u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
         )
-    assert len(clock.sleeps) == ledger_module.MAX_CONFLICT_RETRIES
+    # It kept trying for the whole budget (far more than a handful of attempts), never
+    # sleeping past it, each sleep capped
+    assert sum(clock.sleeps) == pytest.approx(ledger_module.RETRY_BUDGET_SECONDS)
+    assert len(clock.sleeps) > 10
     assert max(clock.sleeps) <= ledger_module.BACKOFF_CAP_SECONDS
 
 
-def test_endless_staleness_is_bounded() -> None:
-    store = ScriptedStore(*[StaleVersion(AccountState(100, n)) for n in range(100)])
+def test_a_conflict_after_a_long_wait_is_retried_until_the_budget_ends() -> None:
+    clock = Clock()
+    store = ScriptedStore(Contended(), Contended())
+    store.tick = lambda: clock.sleep(1.0)  # each write takes a second
+    entry, _ = _ledger(store, clock).credit(
+        "u1", 5, EntryKind.TOP_UP, actor_id="u1", idempotency_key="k", request="h"
+    )
+    assert entry.balance_after == 5  # the third write started inside the 3 s budget
+
+
+def test_endless_staleness_is_bounded_in_time() -> None:
+    clock = Clock()
+    store = ScriptedStore(*[StaleVersion(AccountState(100, n)) for n in range(500)])
+    store.tick = lambda: clock.sleep(0.05)
     with pytest.raises(LedgerBusy):
-        _ledger(store).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
-    assert len(store.expected) == ledger_module.MAX_ATTEMPTS
+        _ledger(store, clock).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
+    assert len(store.plans) == pytest.approx(ledger_module.RETRY_BUDGET_SECONDS / 0.05, abs=1)
 
 
 @pytest.mark.parametrize("amount", [0, 1.5, True, "5"])
@@ -318,3 +392,25 @@ def test_unmetered_ledger_counts_nothing() -> None:
     for key in "abcdef":
         _debit(_ledger(store), key)
     assert set(store.rates) == {None}
+
+
+def test_slow_writes_still_get_a_few_attempts() -> None:
+    # Each write takes longer than the whole budget (a loaded machine): the stale guess is
+    # still corrected, and conflicts still get their retries
+    clock = Clock()
+    store = ScriptedStore(StaleVersion(AccountState(50, 3)), Contended())
+    store.tick = lambda: clock.sleep(5.0)
+    entry, _ = _ledger(store, clock).debit("u1", 5, slot=IdempotencySlot.of("u1", "k"), request="h")
+    assert entry.balance_after == 45
+    assert len(store.plans) == 3
+
+
+def test_a_fast_moving_balance_widens_the_first_floor() -> None:
+    # The balance fell by 300 during the exact retry: many writers are at work, so the
+    # bounded write leaves room for as much again (and succeeds at once)
+    store = ScriptedStore(
+        StaleVersion(AccountState(balance=1000, seq=4)),
+        StaleVersion(AccountState(balance=700, seq=300)),
+    )
+    _ledger(store).debit("u1", 1, slot=IdempotencySlot.of("u1", "k"), request="h")
+    assert [plan.floor for plan in store.plans] == [None, None, 100]

@@ -30,7 +30,14 @@ DEBIT_KINDS = frozenset({EntryKind.DEBIT, EntryKind.DOWNLOAD})
 
 
 class LedgerEntry(BaseModel):
-    """One balance change, as stored. `amount` is signed: + credit, - debit."""
+    """One balance change, as stored. `amount` is signed: + credit, - debit.
+
+    `sequence` orders the account's entries, newest highest: milliseconds since the epoch
+    x 1000 + 0..999, always above the entry before when writes do not overlap (entries
+    written by earlier versions are numbered 1, 2, 3...). `balance_after` is the
+    exact balance right after the entry when `balance_exact`; an entry written while other
+    operations on the account overlapped it may carry a lower bound instead
+    (`balance_exact` false): the account held at least that many credits right after it."""
 
     id: str
     account_id: str
@@ -38,6 +45,7 @@ class LedgerEntry(BaseModel):
     kind: EntryKind
     amount: int
     balance_after: int
+    balance_exact: bool = True
     created_at: datetime
     actor_id: str
     idempotency_key: str
@@ -46,12 +54,22 @@ class LedgerEntry(BaseModel):
 
 @dataclass(frozen=True)
 class AccountState:
-    """An account item: its balance, its version (`seq`, the entry count) and the
-    predictions it was debited for in the latest minute (the rate limit's counter)."""
+    """An account item: its balance, its version (`seq`, the entry count), the predictions
+    it was debited for in the latest minute (the rate limit's counter) and the `sequence`
+    of its latest entry (`last_order`)."""
 
     balance: int
     seq: int
     rate: MinuteCount = NO_COUNT
+    last_order: int = 0
+
+    def next_order(self, now: float, entry_id: str) -> int:
+        """The `sequence` of an entry written on top of this state at `now` (seconds since
+        the epoch): milliseconds since the epoch x 1000, at least one millisecond after the
+        latest entry, plus 0..999 from the entry's id (so two writers in the same
+        millisecond almost never share a sequence). Below 2**53: exact in JSON anywhere."""
+        millis = max(int(now * 1000), self.last_order // 1000 + 1)
+        return millis * 1000 + int(entry_id[:8], 16) % 1000
 
 
 @dataclass(frozen=True)
@@ -118,20 +136,95 @@ class PendingEntry:
     # write fails with ClaimTaken when the account already bought it.
     claim: str | None = None
 
-    def applied_to(self, state: AccountState, created_at: datetime) -> LedgerEntry:
-        """The entry this change becomes when written on top of `state`."""
+
+@dataclass(frozen=True)
+class RateStep:
+    """A prediction debit's step of the per-minute counter: `count` is the counter with
+    this debit, computed from the state the write starts from, and `limit` the most the
+    minute may hold (the write is refused when a concurrent debit filled it)."""
+
+    count: MinuteCount
+    limit: int
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """How one attempt writes an entry on top of `expected`, the account's state as this
+    container last saw it.
+
+    - `floor is None`: exact. The write is conditioned on the account's version
+      (`seq = expected.seq`), so `balance_after` is exact and `sequence` comes right after
+      the latest entry. Any other write in between fails it (StaleVersion, with the true
+      state).
+    - `floor` given: bounded. The write adds `amount` to the balance on the condition
+      `balance >= floor` alone, so concurrent writers do not invalidate each other.
+      `balance_after` is then the lower bound `floor + amount` (the balance is at least
+      `floor` when the write lands), and `sequence` is the writer's clock: among writes
+      that overlapped, the order of their stamps, not of their commits.
+    """
+
+    expected: AccountState
+    order: int
+    floor: int | None = None
+    rate: RateStep | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.floor is None
+
+    def entry(self, pending: PendingEntry, created_at: datetime) -> LedgerEntry:
+        """The entry `pending` becomes when this attempt succeeds."""
+        base = self.expected.balance if self.floor is None else self.floor
         return LedgerEntry(
-            id=self.slot.entry_id,
-            account_id=self.account_id,
-            sequence=state.seq + 1,
-            kind=self.kind,
-            amount=self.amount,
-            balance_after=state.balance + self.amount,
+            id=pending.slot.entry_id,
+            account_id=pending.account_id,
+            sequence=self.order,
+            kind=pending.kind,
+            amount=pending.amount,
+            balance_after=base + pending.amount,
+            balance_exact=self.floor is None,
             created_at=created_at,
-            actor_id=self.slot.actor_id,
-            idempotency_key=self.slot.key,
-            details=self.details,
+            actor_id=pending.slot.actor_id,
+            idempotency_key=pending.slot.key,
+            details=pending.details,
         )
+
+    def state_after(self, amount: int) -> AccountState:
+        """The account as this container may assume it after the write succeeded: exact
+        for an exact write. For a bounded one it is the account as it is if no other write
+        landed between `expected` and this one. The next exact write is conditioned on its
+        version (`expected.seq + 1`): that holds only if this write was indeed the only one
+        since `expected`, and then the balance is exactly `expected.balance + amount`.
+        (Never the floor: a lower bound with a matching version would be written back as
+        the balance.)"""
+        rate = self.rate.count if self.rate is not None else self.expected.rate
+        return AccountState(self.expected.balance + amount, self.expected.seq + 1, rate, self.order)
+
+
+@dataclass(frozen=True)
+class PageStart:
+    """Where the next page of an account's entries (newest first) starts: entries with a
+    `sequence` up to `sequence`, except `seen`, the ids (their first SEEN_ID_CHARS
+    characters) of the entries with exactly that sequence already shown. Two overlapping
+    writes can share a sequence, so "below the last one shown" could skip one of them."""
+
+    sequence: int
+    seen: tuple[str, ...] = ()
+
+    def skips(self, entry: LedgerEntry) -> bool:
+        return entry.sequence == self.sequence and entry.id[:SEEN_ID_CHARS] in self.seen
+
+    @classmethod
+    def after(cls, page: list[LedgerEntry], start: PageStart | None) -> PageStart:
+        """The start of the page after `page` (not empty), which began at `start`."""
+        last = page[-1].sequence
+        seen = start.seen if start is not None and start.sequence == last else ()
+        shown = tuple(e.id[:SEEN_ID_CHARS] for e in page if e.sequence == last)
+        return cls(last, seen + shown)
+
+
+# How much of an entry id a cursor carries (48 bits: ids are 128-bit hashes).
+SEEN_ID_CHARS = 12
 
 
 # Outcomes of one write attempt (LedgerStore.write).
@@ -142,7 +235,8 @@ class Written:
 
 @dataclass(frozen=True)
 class StaleVersion:
-    """The account moved on (or the debit does not fit); `actual` is its state just now."""
+    """A condition on the account failed: it moved on, the debit does not fit the balance
+    or the floor, or the minute's count is full; `actual` is its state just now."""
 
     actual: AccountState
 

@@ -7,20 +7,29 @@ what to write and what an outcome means:
   second entry, permanently (not just for DynamoDB's 10-minute ClientRequestToken window).
 - A replay with the same request returns the original entry; the same key with a different
   request raises IdempotencyKeyReused.
-- Writes are optimistic: each carries the account version (entry count) it expects. The
-  last known state per account is remembered in this container, so a warm debit is one
-  call; a stale guess comes back with the true state (ALL_OLD) and is retried at once.
+- Writes are exact first, bounded under contention (entries.WritePlan). An exact write
+  carries the account version it expects, so its `balance_after` is exact. The last known
+  state per account is remembered in this container, so a warm debit is one call; a stale
+  guess comes back with the true state (ALL_OLD) and is retried at once. When the account
+  moved on again (another writer overlapped), the write turns bounded: `ADD` on the balance
+  with `balance >= floor`, which concurrent writers cannot invalidate, and a lower-bound
+  `balance_after`. So many containers debiting one account do not retry each other into
+  the ground (work linear, not quadratic, in the number of writers).
 - Debits never take a balance below zero: InsufficientCredits carries balance and required.
 - Debits are rate limited (DESIGN §12) at no extra call: the account item counts the debits
-  of the current minute, and the debit's own update sets the new count. The count at the
-  expected version is known exactly, so the limit is checked here, before writing: a debit
-  over the limit is RateLimited (429, never 402; the rate is checked before the balance),
-  and writes nothing. A replay of a key already charged is never limited (it writes
+  of the current minute, and the debit's own update sets the new count. The count the
+  state shows is checked here, before writing: a debit over the limit is RateLimited (429,
+  never 402; the rate is checked before the balance), and writes nothing. An exact write
+  sets the count it computed (its version pins it); a bounded one adds 1 on the condition
+  that the minute is the same and still below the limit (or opens the next minute on the
+  condition that the stored one is older), so the limit holds under overlap too. A replay of a key already charged is never limited (it writes
   nothing): a refusal based on this container's remembered state first reads the key's
   slot (one read, on the refusal path only); a refusal based on the state a failed write
   returned needs none (that write would have reported a taken slot).
-- TransactionConflict (another transaction on the same item) is retried a bounded number of
-  times with full-jitter exponential backoff.
+- TransactionConflict (DynamoDB refusing a transaction that overlaps another on the same
+  item) is retried with full-jitter exponential backoff, bounded in time: an operation
+  gives up with 503 ledger_busy (and Retry-After) after RETRY_BUDGET_SECONDS (and at
+  least MIN_ATTEMPTS attempts), or, as a safety net, after MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -43,10 +52,12 @@ from creditml.billing.entries import (
     PendingEntry,
     Precondition,
     PreconditionFailed,
+    RateStep,
     SlotTaken,
     StaleVersion,
     UserMissing,
     WriteOutcome,
+    WritePlan,
     Written,
     canonical_json,
     request_fingerprint,
@@ -58,14 +69,25 @@ from creditml.errors import (
     RateLimited,
     UserNotFound,
 )
-from creditml.limits import NO_COUNT, MinuteCount
 
-# How many times one operation may find the account moved on, or be cancelled for a
-# concurrent transaction, before giving up with 503 ledger_busy.
-MAX_ATTEMPTS = 30
-MAX_CONFLICT_RETRIES = 6
-BACKOFF_BASE_SECONDS = 0.01
-BACKOFF_CAP_SECONDS = 0.25
+# Exact attempts before a write turns bounded: the remembered state, then the true state a
+# failed write returned. Two operations that do not overlap in time are therefore exact.
+EXACT_ATTEMPTS = 2
+# A bounded write's first floor is the balance seen minus this many times its amount (or
+# twice what the balance moved during one of its attempts, if more); each time the balance
+# falls below the floor before the write lands, the gap doubles (so the floor reaches the
+# price itself within a few attempts; 402 is decided only from the true balance). A
+# smaller gap gives a tighter lower bound, a larger one fewer attempts.
+FLOOR_GAP_AMOUNTS = 8
+# How long one operation may keep retrying before 503 ledger_busy: well inside the
+# functions' timeouts, long enough to ride out a burst on one account.
+RETRY_BUDGET_SECONDS = 5.0
+# A safety net under the time budget (immediate retries after a failed condition), and the
+# attempts an operation always gets however slow each one is.
+MAX_ATTEMPTS = 200
+MIN_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 0.005
+BACKOFF_CAP_SECONDS = 0.2
 # Accounts whose last state this container remembers (a hint, never trusted for money).
 KNOWN_STATES = 10_000
 
@@ -79,9 +101,7 @@ class AlreadyClaimed(Exception):
 
 
 class LedgerStore(Protocol):
-    def write(
-        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
-    ) -> WriteOutcome: ...
+    def write(self, pending: PendingEntry, plan: WritePlan) -> WriteOutcome: ...
 
     def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None: ...
 
@@ -94,7 +114,7 @@ def request_hash(operation: str, body: dict[str, Any]) -> str:
 class Ledger:
     """Credits and debits accounts through a LedgerStore. `debits_per_minute` limits each
     account's debits per clock minute (None: unlimited); `clock` gives seconds since the
-    epoch."""
+    epoch, `monotonic` the seconds the retry budget is measured in."""
 
     def __init__(
         self,
@@ -104,12 +124,16 @@ class Ledger:
         *,
         debits_per_minute: int | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        retry_budget: float = RETRY_BUDGET_SECONDS,
     ) -> None:
         self._store = store
         self._sleep = sleep
         self._jitter = jitter
         self._debits_per_minute = debits_per_minute
         self._clock = clock
+        self._monotonic = monotonic
+        self._retry_budget = retry_budget
         self._known: OrderedDict[str, AccountState] = OrderedDict()
 
     def credit(
@@ -179,37 +203,75 @@ class Ledger:
         expected = self._known.get(account_id, AccountState(balance=0, seq=0))
         metered = kind is EntryKind.DEBIT and self._debits_per_minute is not None
         now = self._clock()
+        deadline = self._monotonic() + self._retry_budget
         authoritative = False  # whether `expected` came from DynamoDB during this call
-        conflicts = 0
-        for _ in range(MAX_ATTEMPTS):
+        misses = conflicts = drift = 0
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             rate = self._counted(pending, expected, now, authoritative) if metered else None
             if isinstance(rate, tuple):  # a replay of a key already charged
                 return rate
             if authoritative and expected.balance + amount < 0:
                 raise InsufficientCredits(balance=expected.balance, required=-amount)
-            outcome = self._store.write(pending, expected, rate)
+            plan = self._plan(pending, expected, rate, misses, drift)
+            outcome = self._store.write(pending, plan)
             if isinstance(outcome, StaleVersion):
+                # How far the balance moved while this write was on its way (a measure of
+                # the concurrent writers, when the state it started from was a true one).
+                if authoritative:
+                    drift = max(drift, abs(outcome.actual.balance - expected.balance))
                 # The true state, read by the failed write itself: authoritative just now.
                 expected, authoritative = outcome.actual, True
                 self._known[account_id] = expected
+                misses += 1
             elif isinstance(outcome, Contended):
                 conflicts += 1
-                if conflicts > MAX_CONFLICT_RETRIES:
+                if not self._back_off(conflicts, deadline, attempt):
                     break
-                cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts)
-                self._sleep(self._jitter(0, cap))
             else:
-                return self._settled(account_id, outcome, request, rate or expected.rate)
+                return self._settled(account_id, outcome, request, plan)
+            if attempt >= MIN_ATTEMPTS and self._monotonic() >= deadline:
+                break
         raise LedgerBusy()
+
+    def _plan(
+        self,
+        pending: PendingEntry,
+        expected: AccountState,
+        rate: RateStep | None,
+        misses: int,
+        drift: int,
+    ) -> WritePlan:
+        """Attempt number `misses + 1`: exact while EXACT_ATTEMPTS last, then bounded with a
+        floor below the balance seen by FLOOR_GAP_AMOUNTS x amount, or by twice the most the
+        balance moved during one attempt (`drift`) if that is more, the gap doubling with
+        each further miss (never below what a debit needs, never below 0)."""
+        order = expected.next_order(self._clock(), pending.slot.entry_id)
+        if misses < EXACT_ATTEMPTS:
+            return WritePlan(expected, order, rate=rate)
+        gap = max(abs(pending.amount) * FLOOR_GAP_AMOUNTS, 2 * drift)
+        gap <<= min(misses - EXACT_ATTEMPTS, 40)
+        floor = max(expected.balance - gap, max(-pending.amount, 0))
+        return WritePlan(expected, order, floor=floor, rate=rate)
+
+    def _back_off(self, conflicts: int, deadline: float, attempt: int) -> bool:
+        """Sleep a full-jitter exponential backoff before the next attempt after a
+        TransactionConflict; False when the retry budget does not allow one more."""
+        left = deadline - self._monotonic()
+        if left <= 0 and attempt >= MIN_ATTEMPTS:
+            return False
+        cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts, max(left, 0.001))
+        self._sleep(self._jitter(0, cap))
+        return True
 
     def _counted(
         self, pending: PendingEntry, expected: AccountState, now: float, authoritative: bool
-    ) -> MinuteCount | tuple[LedgerEntry, bool]:
+    ) -> RateStep | tuple[LedgerEntry, bool]:
         """The account's debit count with this debit, or RateLimited when the minute is full,
         unless the key already charged: then its replay (entry, True)."""
-        assert self._debits_per_minute is not None
+        limit = self._debits_per_minute
+        assert limit is not None
         try:
-            return expected.rate.counting(now, self._debits_per_minute)
+            return RateStep(expected.rate.counting(now, limit), limit)
         except RateLimited:
             # A remembered state says nothing of this key's slot; a state returned by a
             # failed write does (a taken slot would have been reported instead).
@@ -227,12 +289,13 @@ class Ledger:
         account_id: str,
         outcome: Written | SlotTaken | UserMissing | PreconditionFailed | ClaimTaken,
         request: str,
-        rate: MinuteCount = NO_COUNT,
+        plan: WritePlan | None = None,
     ) -> tuple[LedgerEntry, bool]:
         """The answer to an outcome that ends the operation: the entry and whether it is a
-        replay, or the error it means. `rate` is the account's count after a write."""
+        replay, or the error it means. `plan` is the write that succeeded, if one did."""
         if isinstance(outcome, Written):
-            self._remember(account_id, outcome.entry, rate)
+            assert plan is not None
+            self._remember(account_id, plan.state_after(outcome.entry.amount))
             return outcome.entry, False
         if isinstance(outcome, SlotTaken):
             if outcome.request_hash != request:
@@ -244,8 +307,8 @@ class Ledger:
             raise AlreadyClaimed()
         raise PreconditionNotMet()
 
-    def _remember(self, account_id: str, entry: LedgerEntry, rate: MinuteCount) -> None:
-        self._known[account_id] = AccountState(entry.balance_after, entry.sequence, rate)
+    def _remember(self, account_id: str, state: AccountState) -> None:
+        self._known[account_id] = state
         self._known.move_to_end(account_id)
         while len(self._known) > KNOWN_STATES:
             self._known.popitem(last=False)

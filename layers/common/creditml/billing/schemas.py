@@ -26,9 +26,20 @@ class EntryPublic(BaseModel):
     id: str
     kind: EntryKind
     amount: int = Field(description="Signed: + credit, - debit")
-    balance_after: int
+    balance_after: int = Field(
+        description="The balance right after this entry; a lower bound when `balance_exact` "
+        "is false (the account then held at least this many credits)"
+    )
+    balance_exact: bool = Field(
+        True,
+        description="False only for an entry written while other operations on the account "
+        "overlapped it: its `balance_after` is then a lower bound",
+    )
     created_at: datetime
-    sequence: int = Field(description="1 for an account's first entry, then +1 each")
+    sequence: int = Field(
+        description="Orders the account's entries, newest highest: milliseconds since the "
+        "epoch x 1000 + 0..999 (entries written by earlier versions: 1, 2, 3...)"
+    )
     details: dict[str, Any] = {}
 
     @classmethod
@@ -38,6 +49,7 @@ class EntryPublic(BaseModel):
             kind=entry.kind,
             amount=entry.amount,
             balance_after=entry.balance_after,
+            balance_exact=entry.balance_exact,
             created_at=entry.created_at,
             sequence=entry.sequence,
             details=entry.details,

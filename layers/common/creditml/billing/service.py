@@ -8,7 +8,7 @@ from typing import Protocol
 
 from creditml.auth.roles import Role
 from creditml.auth.tokens import AccessClaims
-from creditml.billing.entries import EntryKind, LedgerEntry
+from creditml.billing.entries import SEEN_ID_CHARS, EntryKind, LedgerEntry, PageStart
 from creditml.billing.ledger import Ledger, request_hash
 from creditml.billing.payments import PaymentGateway
 from creditml.errors import Forbidden, InvalidCursor, TopUpTooLarge
@@ -17,23 +17,41 @@ from creditml.errors import Forbidden, InvalidCursor, TopUpTooLarge
 class LedgerReader(Protocol):
     def balance(self, account_id: str) -> int: ...
 
-    def entries(self, account_id: str, limit: int, before_seq: int | None) -> list[LedgerEntry]: ...
+    def entries(
+        self, account_id: str, limit: int, start: PageStart | None
+    ) -> list[LedgerEntry]: ...
 
 
-def encode_cursor(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{sequence}".encode()).decode().rstrip("=")
+# A cursor names at most this many entries already shown at its sequence (two are already
+# a one-in-a-thousand event; see PageStart).
+MAX_SEEN = 16
+CURSOR_MAX_LENGTH = 256
 
 
-def decode_cursor(cursor: str) -> int:
+def encode_cursor(start: PageStart) -> str:
+    """`v2:<sequence>:<id>.<id>...` in URL-safe base64 (opaque to clients)."""
+    text = f"v2:{start.sequence}:{'.'.join(start.seen[-MAX_SEEN:])}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageStart:
+    """The page start a cursor names; InvalidCursor for anything else. Cursors of earlier
+    versions (`v1:<sequence>`, "below this one") still work."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, value = text.partition(":")
+        version, _, rest = text.partition(":")
+        value, _, seen = rest.partition(":")
         sequence = int(value)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor() from exc
-    if version != "v1" or sequence < 1:
+    ids = tuple(seen.split(".")) if seen else ()
+    if version == "v1" and sequence >= 1 and not seen:
+        return PageStart(sequence - 1)
+    if version != "v2" or sequence < 0 or len(ids) > MAX_SEEN:
         raise InvalidCursor()
-    return sequence
+    if not all(len(i) == SEEN_ID_CHARS and i.isalnum() for i in ids):
+        raise InvalidCursor()
+    return PageStart(sequence, ids)
 
 
 class BillingService:
@@ -93,8 +111,7 @@ class BillingService:
         self, caller: AccessClaims, limit: int, cursor: str | None
     ) -> tuple[list[LedgerEntry], str | None]:
         """A page of the caller's ledger, newest first, and the cursor of the next page."""
-        before = decode_cursor(cursor) if cursor else None
-        entries = self._reader.entries(caller.user_id, limit, before)
-        last = entries[-1].sequence if entries else 1
-        has_more = len(entries) == limit and last > 1
-        return entries, encode_cursor(last) if has_more else None
+        start = decode_cursor(cursor) if cursor else None
+        entries = self._reader.entries(caller.user_id, limit, start)
+        has_more = len(entries) == limit
+        return entries, encode_cursor(PageStart.after(entries, start)) if has_more else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from creditml.billing.entries import EntryKind, LedgerEntry
+from creditml.billing.entries import EntryKind, LedgerEntry, PageStart
 from creditml.errors import ModelNotFound
 from creditml.predictions.schemas import PredictionPublic
 
@@ -28,7 +28,7 @@ class EntryReader(Protocol):
     def slot(self, actor_id: str, entry_id: str) -> tuple[LedgerEntry, str] | None: ...
 
     def entries(
-        self, account_id: str, limit: int, before_seq: int | None, kind: EntryKind | None = None
+        self, account_id: str, limit: int, start: PageStart | None, kind: EntryKind | None = None
     ) -> list[LedgerEntry]: ...
 
 
@@ -45,12 +45,13 @@ class PredictionHistory:
         self._outputs = outputs
 
     def page(
-        self, user_id: str, limit: int, before: int | None
-    ) -> tuple[list[PredictionPublic], int | None]:
-        """`user_id`'s predictions, newest first, and the sequence to continue before."""
-        entries = self._entries.entries(user_id, limit, before, EntryKind.DEBIT)
-        last = entries[-1].sequence if len(entries) == limit and entries[-1].sequence > 1 else None
-        return [self.public(entry, with_outputs=False) for entry in entries], last
+        self, user_id: str, limit: int, start: PageStart | None
+    ) -> tuple[list[PredictionPublic], PageStart | None]:
+        """`user_id`'s predictions, newest first, and where the next page starts (None
+        after the last page)."""
+        entries = self._entries.entries(user_id, limit, start, EntryKind.DEBIT)
+        following = PageStart.after(entries, start) if len(entries) == limit else None
+        return [self.public(entry, with_outputs=False) for entry in entries], following
 
     def show(self, user_id: str, prediction_id: str) -> PredictionPublic:
         """One of `user_id`'s predictions with its outputs; PredictionNotFound otherwise."""
@@ -77,6 +78,7 @@ class PredictionHistory:
             rows=int(details["rows"]),
             cost=-entry.amount,
             balance_after=entry.balance_after,
+            balance_exact=entry.balance_exact,
             created_at=entry.created_at,
             latency_ms=float(details.get("latency_ms", 0.0)),
             outputs=result.get("outputs"),

@@ -25,7 +25,11 @@ class Receipt(BaseModel):
     outputs: list[Output]
     probabilities: list[list[float]] | None = None
     cost: int
-    balance: int = Field(description="Credits left after this prediction")
+    balance: int = Field(
+        description="Credits left after this prediction; a lower bound when `balance_exact` "
+        "is false (other operations on the account overlapped it)"
+    )
+    balance_exact: bool = True
     model_version: int
 
 
@@ -36,6 +40,7 @@ class PredictionPublic(BaseModel):
     rows: int
     cost: int
     balance_after: int
+    balance_exact: bool = True
     created_at: datetime
     latency_ms: float
     outputs: list[Output] | None = Field(None, description="Included on GET /predictions/{id}")

@@ -28,6 +28,7 @@ from creditml.billing.entries import (
     IdempotencySlot,
     LedgerEntry,
     ModelStillServing,
+    PageStart,
     request_fingerprint,
 )
 from creditml.billing.ledger import Ledger, PreconditionNotMet
@@ -144,6 +145,7 @@ class PredictionService:
                 probabilities=probabilities,
                 cost=cost,
                 balance=entry.balance_after,
+                balance_exact=entry.balance_exact,
                 model_version=model.serving_version,
             ), False
         raise ModelUnavailable("The model kept changing while predicting; retry.")
@@ -278,14 +280,15 @@ class PredictionService:
             probabilities=result.get("probabilities"),
             cost=-entry.amount,
             balance=entry.balance_after,
+            balance_exact=entry.balance_exact,
             model_version=int(entry.details["model_version"]),
         )
 
     def history(
-        self, caller: AccessClaims, limit: int, before: int | None
-    ) -> tuple[list[PredictionPublic], int | None]:
-        """The caller's predictions, newest first, and the sequence to continue before."""
-        return self._history.page(caller.user_id, limit, before)
+        self, caller: AccessClaims, limit: int, start: PageStart | None
+    ) -> tuple[list[PredictionPublic], PageStart | None]:
+        """The caller's predictions, newest first, and where the next page starts."""
+        return self._history.page(caller.user_id, limit, start)
 
     def show(self, caller: AccessClaims, prediction_id: str) -> PredictionPublic:
         return self._history.show(caller.user_id, prediction_id)

@@ -2,8 +2,10 @@
 
   sk = "ACCOUNT"       balance and `seq`, the number of entries so far (a version number);
                        `rate_window`/`rate_count`: the debits of the latest minute (the
-                       prediction rate limit, written by the debits themselves)
-  sk = "ENTRY#<id>"    one ledger entry; `entry_seq` orders an account's entries (LSI by_seq).
+                       prediction rate limit, written by the debits themselves);
+                       `last_order`: the latest entry's `entry_seq`
+  sk = "ENTRY#<id>"    one ledger entry; `entry_seq` (the API's `sequence`) orders an
+                       account's entries in the order they were written (LSI by_seq).
                        In an admin's own partition the same key may instead hold a guard that
                        points at a grant written into another account, so every
                        (actor, Idempotency-Key) pair has exactly one slot.
@@ -11,10 +13,11 @@
                        version to one device), written by the debit that paid for it;
                        `claim_entry` names that entry. No `kind`, no `entry_seq`: not an entry.
 
-Every balance change is ONE TransactWriteItems: the account update, conditioned on the version
-the caller expects (and, for debits, `balance >= amount`), plus the entry put, conditioned on
-`attribute_not_exists`. Condition failures return the current item (ALL_OLD), so a stale
-version or a replayed key is resolved without a separate read.
+Every balance change is ONE TransactWriteItems: the account update plus the entry put,
+conditioned on `attribute_not_exists`. The account update is exact (conditioned on the
+version the caller expects) or bounded (`ADD` with `balance >= floor`), see WritePlan.
+Condition failures return the current item (ALL_OLD), so a stale version or a replayed key
+is resolved without a separate read.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
@@ -35,12 +39,14 @@ from creditml.billing.entries import (
     Contended,
     EntryKind,
     LedgerEntry,
+    PageStart,
     PendingEntry,
     PreconditionFailed,
     SlotTaken,
     StaleVersion,
     UserMissing,
     WriteOutcome,
+    WritePlan,
     Written,
 )
 from creditml.limits import MinuteCount
@@ -73,12 +79,14 @@ class _LedgerItem(Model):
     updated_at = UnicodeAttribute(null=True)
     rate_window = NumberAttribute(null=True)
     rate_count = NumberAttribute(null=True)
+    last_order = NumberAttribute(null=True)  # the latest entry's entry_seq
     # Entry items
     entry_id = UnicodeAttribute(null=True)
     entry_seq = NumberAttribute(null=True)
     kind = UnicodeAttribute(null=True)
     amount = NumberAttribute(null=True)
     balance_after = NumberAttribute(null=True)
+    balance_exact = BooleanAttribute(null=True)  # absent: exact; False: a lower bound
     created_at = UnicodeAttribute(null=True)
     actor_id = UnicodeAttribute(null=True)
     idempotency_key = UnicodeAttribute(null=True)
@@ -106,6 +114,7 @@ def _entry(item: _LedgerItem) -> LedgerEntry:
         kind=EntryKind(str(item.kind)),
         amount=int(item.amount or 0),
         balance_after=int(item.balance_after or 0),
+        balance_exact=item.balance_exact is not False,
         created_at=datetime.fromisoformat(str(item.created_at)),
         actor_id=str(item.actor_id),
         idempotency_key=str(item.idempotency_key),
@@ -117,7 +126,49 @@ def _state(item: _LedgerItem | None) -> AccountState:
     if item is None:
         return AccountState(balance=0, seq=0)
     rate = MinuteCount(int(item.rate_window or 0), int(item.rate_count or 0))
-    return AccountState(balance=int(item.balance or 0), seq=int(item.seq or 0), rate=rate)
+    seq = int(item.seq or 0)
+    # Accounts written before `last_order` existed numbered their entries 1..seq.
+    last_order = int(item.last_order) if item.last_order is not None else seq
+    return AccountState(int(item.balance or 0), seq, rate, last_order)
+
+
+def _account_update(amount: int, plan: WritePlan, now: str) -> tuple[list[Any], Condition]:
+    """The account item's update for one write attempt, and its condition.
+
+    Exact: pinned to the version the plan starts from, so every value it sets is known.
+    Bounded: `ADD` on the balance and version with `balance >= floor` only, so concurrent
+    bounded writes do not invalidate each other. `last_order` is then the latest bounded
+    writer's stamp, not necessarily the highest: the next exact write still orders after
+    everything written before it began, by the clock (see AccountState.next_order)."""
+    item = _LedgerItem
+    expected = plan.expected
+    actions: list[Any] = [item.updated_at.set(now), item.last_order.set(plan.order)]
+    condition: Condition
+    if plan.floor is None:
+        actions += [
+            item.balance.set(expected.balance + amount),
+            item.seq.set(expected.seq + 1),
+        ]
+        condition = item.seq.does_not_exist() if expected.seq == 0 else item.seq == expected.seq
+        if amount < 0:
+            condition &= item.balance >= -amount
+    else:
+        actions += [item.balance.add(amount), item.seq.add(1)]
+        condition = item.balance >= plan.floor
+        if plan.floor <= 0:  # a credit's floor may be 0: an account with no item yet passes
+            condition = item.balance.does_not_exist() | condition
+    step = plan.rate
+    if step is None:
+        return actions, condition
+    if plan.floor is None:  # exact: the version pins the count it was made from
+        actions += [item.rate_window.set(step.count.window), item.rate_count.set(step.count.count)]
+    elif step.count.window != expected.rate.window:  # the first debit of a new minute
+        actions += [item.rate_window.set(step.count.window), item.rate_count.set(1)]
+        condition &= item.rate_window.does_not_exist() | (item.rate_window < step.count.window)
+    else:
+        actions += [item.rate_count.add(1)]
+        condition &= (item.rate_window == step.count.window) & (item.rate_count < step.limit)
+    return actions, condition
 
 
 class LedgerRepository:
@@ -128,26 +179,21 @@ class LedgerRepository:
         self._user = bind_table(_UserCheck, users_table)
         self._models_table = models_table
 
-    def write(
-        self, pending: PendingEntry, expected: AccountState, rate: MinuteCount | None = None
-    ) -> WriteOutcome:
-        """Try to apply `pending` on top of `expected` in one transaction; `rate`, when
-        given, is the account's new debit count (set by the same update)."""
+    def write(self, pending: PendingEntry, plan: WritePlan) -> WriteOutcome:
+        """Try to apply `pending` as `plan` says, in one transaction."""
         item = self._item
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         slot = pending.slot
-        new_state = AccountState(expected.balance + pending.amount, expected.seq + 1)
-        version = item.seq.does_not_exist() if expected.seq == 0 else item.seq == expected.seq
-        if pending.amount < 0:
-            version &= item.balance >= -pending.amount
+        written = plan.entry(pending, datetime.fromisoformat(now))
         entry = item(
             pending.account_id,
             ENTRY_PREFIX + slot.entry_id,
             entry_id=slot.entry_id,
-            entry_seq=new_state.seq,
+            entry_seq=written.sequence,
             kind=str(pending.kind),
             amount=pending.amount,
-            balance_after=new_state.balance,
+            balance_after=written.balance_after,
+            balance_exact=None if plan.exact else False,
             created_at=now,
             actor_id=slot.actor_id,
             idempotency_key=slot.key,
@@ -180,18 +226,12 @@ class LedgerRepository:
             )
             tx.put("claim", bought, condition=item.sk.does_not_exist(), return_old=False)
         tx.put("entry", entry, condition=item.sk.does_not_exist(), return_old=True)
-        actions = [
-            item.balance.set(new_state.balance),
-            item.seq.set(new_state.seq),
-            item.updated_at.set(now),
-        ]
-        if rate is not None:  # exact: the version condition pins the count it was made from
-            actions += [item.rate_window.set(rate.window), item.rate_count.set(rate.count)]
+        actions, condition = _account_update(pending.amount, plan, now)
         tx.update(
             "account",
             item(pending.account_id, ACCOUNT_SK),
             actions=actions,
-            condition=version,
+            condition=condition,
             return_old=True,
         )
         try:
@@ -243,21 +283,23 @@ class LedgerRepository:
         self,
         account_id: str,
         limit: int,
-        before_seq: int | None,
+        start: PageStart | None,
         kind: EntryKind | None = None,
     ) -> list[LedgerEntry]:
-        """Up to `limit` entries (of `kind`, when given), newest first, all older than
-        `before_seq` when given."""
-        condition = None if before_seq is None else _LedgerItem.entry_seq < before_seq
+        """Up to `limit` entries (of `kind`, when given), newest first, from `start` when
+        given."""
+        condition = None if start is None else _LedgerItem.entry_seq <= start.sequence
+        skipped = len(start.seen) if start is not None else 0
         items = self._item.by_seq.query(
             account_id,
             range_key_condition=condition,
             filter_condition=None if kind is None else _LedgerItem.kind == str(kind),
             scan_index_forward=False,
-            limit=limit,
+            limit=limit + skipped,
             consistent_read=True,
         )
-        return [_entry(item) for item in items]
+        entries = (_entry(item) for item in items)
+        return [e for e in entries if start is None or not start.skips(e)][:limit]
 
     def entry(self, account_id: str, entry_id: str) -> LedgerEntry | None:
         """One of the account's entries by id (None for unknown ids and guard items)."""

@@ -15,6 +15,7 @@ from creditml.api.dependencies import (
 )
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
 from creditml.billing.schemas import Balance, EntryPage, EntryPublic, TopUpRequest
+from creditml.billing.service import CURSOR_MAX_LENGTH
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["billing"])
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -65,7 +66,7 @@ def transactions(
     principal: Principal,
     service: BillingServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
 ) -> EntryPage:
     """The caller's ledger, newest first. Pages are stable: entries added meanwhile never
     shift a page; follow `next_cursor` until it is null."""

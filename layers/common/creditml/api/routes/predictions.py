@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from creditml.api.dependencies import IdempotencyKey, Principal, UnmeteredPrincipal
 from creditml.api.problems import PROBLEM_RESPONSES, problem_doc
-from creditml.billing.service import decode_cursor, encode_cursor
+from creditml.billing.service import CURSOR_MAX_LENGTH, decode_cursor, encode_cursor
 from creditml.predictions.schemas import (
     PredictionPage,
     PredictionPublic,
@@ -89,7 +89,7 @@ def list_predictions(
     principal: Principal,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
 ) -> PredictionPage:
     """The caller's predictions, newest first (outputs on GET /predictions/{id})."""
     items, last = service.history(principal, limit, decode_cursor(cursor) if cursor else None)
