@@ -19,6 +19,13 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
                           assets, same-origin assets: see benchmarks/web.py
   Python client           overhead per predict over raw httpx; download + load of a 50 MB
                           model cold and with its big part cached: benchmarks/python_client.py
+  ledger on DynamoDB      simulated (paper, not measured) debits/s per account and 503s per
+                          ledger design: benchmarks/ledger_simulation.py
+  local stack             idle CPU of `creditml dev`, warm predict p50 over HTTP, the same with
+                          10,000 more ledger entries, stop time: benchmarks/local_stack.py
+  one account             200 concurrent predictions, 8 clients on 1 vs 8 accounts, 40
+                          top-ups, 40 predictions on 10 credits, containers as processes:
+                          benchmarks/one_account.py
 
 Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
 """
@@ -53,6 +60,15 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from creditml.devstack.template import Template  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from ledger_simulation import TARGETS as LEDGER_SIM_TARGETS  # noqa: E402
+from ledger_simulation import bench_ledger_simulation  # noqa: E402
+from ledger_simulation import notes as ledger_sim_notes  # noqa: E402
+from local_stack import TARGETS as LOCAL_STACK_TARGETS  # noqa: E402
+from local_stack import bench_local_stack  # noqa: E402
+from local_stack import notes as local_stack_notes  # noqa: E402
+from one_account import TARGETS as ONE_ACCOUNT_TARGETS  # noqa: E402
+from one_account import bench_one_account  # noqa: E402
+from one_account import notes as one_account_notes  # noqa: E402
 from python_client import TARGETS as CLIENT_TARGETS  # noqa: E402
 from python_client import bench_client  # noqa: E402
 from python_client import notes as client_notes  # noqa: E402
@@ -113,11 +129,11 @@ def _stubbed_billing_write() -> Iterator[None]:
     """Replace the one DynamoDB call (the billing transaction) with an immediate success."""
     from datetime import UTC, datetime
 
-    from creditml.billing.entries import AccountState, PendingEntry, Written
+    from creditml.billing.entries import PendingEntry, WritePlan, Written
     from creditml.storage import ledger as storage
 
-    def write(self: Any, pending: PendingEntry, expected: AccountState, rate: Any = None) -> Any:
-        return Written(pending.applied_to(expected, datetime.now(UTC)))
+    def write(self: Any, pending: PendingEntry, plan: WritePlan) -> Any:
+        return Written(plan.entry(pending, datetime.now(UTC)))
 
     from creditml.storage.prediction_outputs import PredictionOutputs
 
@@ -444,6 +460,9 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
     ),
     *WEB_TARGETS,
     *CLIENT_TARGETS,
+    *LEDGER_SIM_TARGETS,
+    *LOCAL_STACK_TARGETS,
+    *ONE_ACCOUNT_TARGETS,
 ]
 
 
@@ -468,6 +487,9 @@ def main() -> int:
     results |= bench_reports()
     results |= bench_web()
     results |= bench_client()
+    results |= bench_ledger_simulation()
+    results |= bench_local_stack()
+    results |= bench_one_account()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     lines = table(results, TARGETS)
     lines.append(
@@ -483,6 +505,9 @@ def main() -> int:
     )
     lines += web_notes(results)
     lines += client_notes(results)
+    lines += ledger_sim_notes(results)
+    lines += local_stack_notes(results)
+    lines += one_account_notes(results)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
