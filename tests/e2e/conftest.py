@@ -79,10 +79,8 @@ class RunningStack:
         return code
 
 
-def start_stack(
-    cwd: Path = ROOT, extra_env: dict[str, str] | None = None, timeout: float = 60
-) -> RunningStack:
-    """Start `creditml dev --port 0` and wait until it prints that it is up."""
+def spawn_stack(cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`creditml dev --port 0` in `cwd`, its output piped (not waited for)."""
     env = {
         **os.environ,
         "CREDITML_ADMIN_EMAIL": ADMIN_EMAIL,
@@ -90,7 +88,7 @@ def start_stack(
         **(extra_env or {}),
     }
     env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [CREDITML, "dev", "--port", "0"],
         cwd=cwd,
         env=env,
@@ -98,6 +96,13 @@ def start_stack(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def start_stack(
+    cwd: Path = ROOT, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> RunningStack:
+    """Start `creditml dev --port 0` and wait until it prints that it is up."""
+    process = spawn_stack(cwd, extra_env)
     lines: list[str] = []
     ready = threading.Event()
 

@@ -5,17 +5,14 @@ stop time is reported by benchmarks/local_stack.py (target 3 s)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CREDITML, login, start_stack
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, spawn_stack, start_stack
 
 STOP_BOUND_SECONDS = 10
 
@@ -65,16 +62,7 @@ def test_sigterm_under_load_stops_within_the_bound_and_cleanly(project_copy: Pat
 def test_a_signal_while_starting_abandons_the_start_and_exits_cleanly(
     project_copy: Path,
 ) -> None:
-    env = {**os.environ, "CREDITML_ADMIN_PASSWORD": f"pw-{uuid.uuid4().hex}"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [CREDITML, "dev", "--port", "0"],
-        cwd=project_copy,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = spawn_stack(project_copy)
     assert process.stdout is not None
     try:
         # Given a stack that has set up its signal handling and is starting

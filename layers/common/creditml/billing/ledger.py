@@ -22,10 +22,11 @@ what to write and what an outcome means:
   never 402; the rate is checked before the balance), and writes nothing. An exact write
   sets the count it computed (its version pins it); a bounded one adds 1 on the condition
   that the minute is the same and still below the limit (or opens the next minute on the
-  condition that the stored one is older), so the limit holds under overlap too. A replay of a key already charged is never limited (it writes
-  nothing): a refusal based on this container's remembered state first reads the key's
-  slot (one read, on the refusal path only); a refusal based on the state a failed write
-  returned needs none (that write would have reported a taken slot).
+  condition that the stored one is older), so the limit holds under overlap too. A replay
+  of a key already charged is never limited (it writes nothing): a refusal based on this
+  container's remembered state first reads the key's slot (one read, on the refusal path
+  only); a refusal based on the state a failed write returned needs none (that write would
+  have reported a taken slot).
 - TransactionConflict (DynamoDB refusing a transaction that overlaps another on the same
   item) is retried with full-jitter exponential backoff, bounded in time: an operation
   gives up with 503 ledger_busy (and Retry-After) after RETRY_BUDGET_SECONDS (and at
