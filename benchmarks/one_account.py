@@ -19,7 +19,6 @@ retry each other into 503s, and that one account is not slower than many.
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from collections import Counter
@@ -212,9 +211,7 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from run import RESULTS, table
+    from run import record_alone
 
     measured = bench_one_account()
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    RESULTS.write_text(json.dumps(previous | measured, indent=2) + "\n")
-    sys.stdout.write("\n".join([*table(measured, TARGETS), *notes(measured)]) + "\n")
+    record_alone(measured, TARGETS, notes(measured))

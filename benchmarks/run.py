@@ -479,6 +479,18 @@ def table(
     return lines
 
 
+def record_alone(
+    measured: dict[str, Any],
+    targets: list[tuple[str, str, str, Callable[[float], bool], str]],
+    notes: list[str],
+) -> None:
+    """A benchmark module run on its own: its numbers into results.json, over those of the
+    last full run if any (this run's replace their own), and its rows of the table."""
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps(previous | measured, indent=2) + "\n")
+    sys.stdout.write("\n".join([*table(measured, targets), *notes]) + "\n")
+
+
 def main() -> int:
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     results |= bench_warm_path()

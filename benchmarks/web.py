@@ -380,11 +380,7 @@ def notes(results: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from run import table
+    from run import record_alone
 
     measured = bench_web()
-    # Into the results of the last full run, if any (this run's numbers replace its own).
-    results_file = ROOT / "benchmarks" / "results.json"
-    previous = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results_file.write_text(json.dumps(previous | measured, indent=2) + "\n")
-    sys.stdout.write("\n".join([*table(measured, TARGETS), *notes(measured)]) + "\n")
+    record_alone(measured, TARGETS, notes(measured))

@@ -16,10 +16,26 @@ from moto import mock_aws
 
 from creditml.auth.roles import Role
 from creditml.devstack import runtime
-from creditml.devstack.aws import REGION, function_environment, provision
+from creditml.devstack.aws import REGION, EmbeddedAws, function_environment, provision
 from creditml.devstack.gateway import Gateway, to_http_response
 from creditml.devstack.stack import apply_environment, aws_environment
 from creditml.devstack.template import Template
+
+
+@contextmanager
+def embedded_aws() -> Iterator[EmbeddedAws]:
+    """The embedded AWS on a free port with this process's SDK pointed at it, until the
+    block ends (for tests of the local stack's own server, not moto in-process)."""
+    aws = EmbeddedAws().start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in aws_environment(aws.endpoint).items():
+                patch.setenv(name, value)
+            apply_environment({})
+            yield aws
+    finally:
+        aws.stop()
+        apply_environment({})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

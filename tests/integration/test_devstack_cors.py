@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from creditml.devstack.aws import EmbeddedAws, Provisioned, provision
-from creditml.devstack.stack import apply_environment, aws_environment
 from creditml.devstack.template import Template
 from tests.conftest import ROOT
+from tests.integration.conftest import embedded_aws
 
 PAGE = "http://127.0.0.1:3999"
 ALSO_PAGE = "http://localhost:3999"
@@ -25,14 +25,8 @@ EVIL = "https://evil.example"
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[EmbeddedAws]:
-    aws = EmbeddedAws().start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in aws_environment(aws.endpoint).items():
-            patch.setenv(name, value)
-        apply_environment({})
+    with embedded_aws() as aws:
         yield aws
-    aws.stop()
-    apply_environment({})
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ from creditml.devstack.aws import (
     provision,
     pseudo_parameters,
 )
-from creditml.devstack.stack import apply_environment, aws_environment
 from creditml.devstack.template import Resolver, Template
 from creditml.storage.clients import client_config
+from tests.integration.conftest import embedded_aws
 
 # Every call appends its event to calls.jsonl next to itself. `echo` answers what it was
 # given (and whom Lambda says it is); `explode` raises; `gated` waits for a `release` file
@@ -74,14 +74,9 @@ CODE = textwrap.dedent(
 @pytest.fixture
 def embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedAws]:
     """The embedded AWS on a free port, this process's SDK pointed at it."""
-    aws = EmbeddedAws().start()
-    for name, value in aws_environment(aws.endpoint).items():
-        monkeypatch.setenv(name, value)
-    apply_environment({})
     monkeypatch.setattr(lambdas, "RETRY_PAUSE_SECONDS", 0.01)  # outcomes, not Lambda's pace
-    yield aws
-    aws.stop()
-    apply_environment({})
+    with embedded_aws() as aws:
+        yield aws
 
 
 class Functions:

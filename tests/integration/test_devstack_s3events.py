@@ -14,10 +14,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from creditml.devstack.aws import EmbeddedAws, provision
+from creditml.devstack.aws import provision
 from creditml.devstack.s3events import S3EventPump, subscribe
-from creditml.devstack.stack import apply_environment, aws_environment
 from creditml.devstack.template import Template
+from tests.integration.conftest import embedded_aws
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,10 @@ RECORDER = textwrap.dedent(
 
 
 @pytest.fixture
-def embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def embedded() -> Iterator[str]:
     """The embedded AWS on a free port, this process's SDK pointed at it."""
-    aws = EmbeddedAws().start()
-    for name, value in aws_environment(aws.endpoint).items():
-        monkeypatch.setenv(name, value)
-    apply_environment({})
-    yield aws.endpoint
-    aws.stop()
-    apply_environment({})
+    with embedded_aws() as aws:
+        yield aws.endpoint
 
 
 class Stack:

@@ -10,22 +10,16 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from creditml.devstack.aws import EmbeddedAws
-from creditml.devstack.stack import apply_environment, aws_environment
+from tests.integration.conftest import embedded_aws
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    aws = EmbeddedAws().start()
-    for name, value in aws_environment(aws.endpoint).items():
-        monkeypatch.setenv(name, value)
-    apply_environment({})
-    boto3.client("s3").create_bucket(Bucket="things")
-    yield aws.endpoint
-    aws.stop()
-    apply_environment({})
+def endpoint() -> Iterator[str]:
+    with embedded_aws() as aws:
+        boto3.client("s3").create_bucket(Bucket="things")
+        yield aws.endpoint
 
 
 def _connection(endpoint: str) -> http.client.HTTPConnection:

@@ -20,8 +20,7 @@ import pytest
 from moto.dynamodbstreams.models import dynamodbstreams_backends
 
 from creditml.devstack import streams
-from creditml.devstack.aws import ACCOUNT_ID, REGION, EmbeddedAws, Provisioned, provision
-from creditml.devstack.stack import apply_environment, aws_environment
+from creditml.devstack.aws import ACCOUNT_ID, REGION, Provisioned, provision
 from creditml.devstack.streams import (
     StreamEventPump,
     StreamSubscription,
@@ -30,6 +29,7 @@ from creditml.devstack.streams import (
     subscribe,
 )
 from creditml.devstack.template import Template, TemplateError
+from tests.integration.conftest import embedded_aws
 
 # Records its events to received.jsonl next to itself. rules.json says, per item key, how
 # many deliveries of that record raise ("raise") or report it failed ("fail").
@@ -72,15 +72,10 @@ RECORDER = textwrap.dedent(
 @pytest.fixture
 def embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The embedded AWS on a free port, this process's SDK pointed at it."""
-    aws = EmbeddedAws().start()
-    for name, value in aws_environment(aws.endpoint).items():
-        monkeypatch.setenv(name, value)
-    apply_environment({})
     # Quick retries: the tests wait on outcomes, not on Lambda's pace.
     monkeypatch.setattr(streams, "RETRY_BASE_SECONDS", 0.001)
-    yield aws.endpoint
-    aws.stop()
-    apply_environment({})
+    with embedded_aws() as aws:
+        yield aws.endpoint
 
 
 class Stack:

@@ -13,24 +13,18 @@ import boto3
 import httpx
 import pytest
 
-from creditml.devstack.aws import EmbeddedAws, provision
-from creditml.devstack.stack import apply_environment, aws_environment
+from creditml.devstack.aws import provision
 from creditml.devstack.template import Template
 from creditml.storage.model_parts import ModelParts
 from tests.conftest import ROOT
+from tests.integration.conftest import embedded_aws
 
 
 @pytest.fixture(scope="module")
 def bucket() -> Iterator[str]:
-    aws = EmbeddedAws().start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in aws_environment(aws.endpoint).items():
-            patch.setenv(name, value)
-        apply_environment({})
+    with embedded_aws():
         provisioned = provision(Template(ROOT / "template.yaml"), f"dl-{uuid.uuid4().hex[:8]}")
         yield provisioned.physical["ModelsBucket"]
-    aws.stop()
-    apply_environment({})
 
 
 def test_the_presigned_get_serves_the_big_part_over_http(bucket: str) -> None:

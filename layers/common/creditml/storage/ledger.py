@@ -238,7 +238,7 @@ class LedgerRepository:
             tx.commit()
         except TransactionCancelled as cancelled:
             return self._explain(cancelled)
-        return Written(_entry(entry))
+        return Written(written)
 
     def _explain(self, cancelled: TransactionCancelled) -> WriteOutcome:
         failed = cancelled.failed
