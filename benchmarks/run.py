@@ -26,8 +26,14 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
   one account             200 concurrent predictions, 8 clients on 1 vs 8 accounts, 40
                           top-ups, 40 predictions on 10 credits, containers as processes:
                           benchmarks/one_account.py
+  costs                   $ per million 1-row predictions (ONNX and scikit-learn), model
+                          compute of a 100-tree forest: benchmarks/costs.py, which writes
+                          docs/costs_inputs.json and docs/COSTS.md
 
 Not pass/fail tests: numbers vary with the machine; the table says which targets were met.
+What the functions under test print (JSON logs; Powertools' EMF lines, which it prints every
+100 values of a metric and for each cold start even with POWERTOOLS_METRICS_DISABLED) goes to
+.creditml/bench.log, so stdout is the table alone.
 """
 
 from __future__ import annotations
@@ -43,12 +49,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.json"
+BENCH_LOG = ROOT / ".creditml" / "bench.log"
 PYTHON = sys.executable
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 warnings.filterwarnings("ignore")
@@ -60,6 +67,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from creditml.devstack.template import Template  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from costs import TARGETS as COST_TARGETS  # noqa: E402
+from costs import bench_costs  # noqa: E402
+from costs import notes as cost_notes  # noqa: E402
 from ledger_simulation import TARGETS as LEDGER_SIM_TARGETS  # noqa: E402
 from ledger_simulation import bench_ledger_simulation  # noqa: E402
 from ledger_simulation import notes as ledger_sim_notes  # noqa: E402
@@ -463,6 +473,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
     *LEDGER_SIM_TARGETS,
     *LOCAL_STACK_TARGETS,
     *ONE_ACCOUNT_TARGETS,
+    *COST_TARGETS,
 ]
 
 
@@ -491,17 +502,28 @@ def record_alone(
     sys.stdout.write("\n".join([*table(measured, targets), *notes]) + "\n")
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Send what the code under test prints to BENCH_LOG instead of the table's stdout."""
+    BENCH_LOG.parent.mkdir(exist_ok=True)
+    with BENCH_LOG.open("a", encoding="utf-8") as log, redirect_stdout(log):
+        yield
+
+
 def main() -> int:
     results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
-    results |= bench_warm_path()
-    results |= bench_auth_import()
-    results |= bench_cold_predict_and_load()
-    results |= bench_reports()
-    results |= bench_web()
-    results |= bench_client()
-    results |= bench_ledger_simulation()
-    results |= bench_local_stack()
-    results |= bench_one_account()
+    BENCH_LOG.unlink(missing_ok=True)
+    with quiet():
+        results |= bench_warm_path()
+        results |= bench_auth_import()
+        results |= bench_cold_predict_and_load()
+        results |= bench_reports()
+        results |= bench_web()
+        results |= bench_client()
+        results |= bench_ledger_simulation()
+        results |= bench_local_stack()
+        results |= bench_one_account()
+        results |= bench_costs(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     lines = table(results, TARGETS)
     lines.append(
@@ -520,6 +542,8 @@ def main() -> int:
     lines += ledger_sim_notes(results)
     lines += local_stack_notes(results)
     lines += one_account_notes(results)
+    lines += cost_notes(results)
+    lines.append(f"(logs and EMF of the functions under test: {BENCH_LOG.relative_to(ROOT)})")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -60,7 +60,7 @@ def test_header_reader_tells_the_invalidation_modes_apart(
         assert header.source_hash == importlib.util.source_hash(source.read_bytes())
 
 
-@pytest.mark.parametrize("layer", ["CommonLayer", "MlLayer"])
+@pytest.mark.parametrize("layer", ["CommonLayer", "MlLayer", "OnnxLayer"])
 def test_every_pyc_is_unchecked_hash_bytecode_for_python_312(build: Build, layer: str) -> None:
     # The tests run on the dev venv's Python 3.12, whose magic number the runtime's matches.
     compiled = [path for path in files_under(build.layers[layer]) if path.suffix == ".pyc"]
@@ -87,12 +87,18 @@ def test_each_common_layer_module_has_bytecode_of_that_very_source(build: Build)
     assert problems == [], f"{len(problems)} of {len(sources)} modules: {problems[:20]}"
 
 
-def test_the_ml_layer_is_sourceless(build: Build) -> None:
-    layer = build.layers["MlLayer"]
+@pytest.mark.parametrize(
+    ("name", "modules"),
+    [("MlLayer", ("sklearn", "numpy", "scipy", "joblib")), ("OnnxLayer", ("onnxruntime",))],
+)
+def test_the_ml_and_onnx_layers_are_sourceless(
+    build: Build, name: str, modules: tuple[str, ...]
+) -> None:
+    layer = build.layers[name]
     sources = [path for path in files_under(layer) if path.suffix == ".py"]
     # Without its source, a module's bytecode is only found beside it, never in __pycache__.
     caches = list(layer.rglob("__pycache__"))
     assert sources == [], f"{len(sources)} .py left, e.g. {sources[:5]}"
     assert caches == [], f"{len(caches)} __pycache__ folders, e.g. {caches[:5]}"
-    for module in ("sklearn", "numpy", "scipy", "joblib"):
+    for module in modules:
         assert (layer / module / "__init__.pyc").is_file(), f"{module} has no bytecode"

@@ -18,10 +18,11 @@ from tests.conftest import ROOT
 
 # The Lambda runtime ships the AWS SDK, so layers/Makefile deletes it from the common layer.
 AWS_SDK = frozenset({"boto3", "botocore", "s3transfer"})
-LAYERS = ("CommonLayer", "MlLayer")
+LAYERS = ("CommonLayer", "MlLayer", "OnnxLayer")
 REQUIREMENTS = {
     "CommonLayer": ROOT / "layers" / "common" / "requirements.txt",
     "MlLayer": ROOT / "layers" / "ml" / "requirements.txt",
+    "OnnxLayer": ROOT / "layers" / "onnx" / "requirements.txt",
 }
 
 

@@ -71,6 +71,23 @@ results["aws"] = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "
 print(json.dumps(results))
 """
 
+SERVE_GRAPH = """
+from creditml.models.onnx_runtime import OnnxModel
+
+rows = json.loads(sys.argv[3])
+with open(sys.argv[2], "rb") as handle:
+    model = OnnxModel.load(handle.read())
+import numpy, onnxruntime
+print(json.dumps({
+    "predictions": model.predict(numpy.asarray(rows)).tolist(),
+    "probabilities": model.predict_proba(numpy.asarray(rows)).tolist(),
+    "onnxruntime": onnxruntime.__file__,
+    "numpy": numpy.__file__,
+    "ml": sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "joblib")),
+    "foreign": foreign_modules(),
+}))
+"""
+
 IMPORT_HANDLER = """
 import importlib
 app = importlib.import_module("app")
@@ -125,6 +142,35 @@ def test_the_built_layers_alone_load_and_run_a_real_model(
         assert child["classes"] == [0, 1, 2]
         assert child["predictions"] == model.predict(rows).tolist()
         np.testing.assert_allclose(child["probabilities"], model.predict_proba(rows), rtol=1e-12)
+
+
+def test_the_built_layers_serve_an_onnx_graph_without_scikit_learn(
+    build: Build, python312: str, tmp_path: Path
+) -> None:
+    # The ONNX layer carries onnxruntime alone (--no-deps): numpy comes from the ML layer.
+    from creditml.models.onnx_convert import to_onnx
+
+    features, labels = load_iris(return_X_y=True)
+    model = RandomForestClassifier(n_estimators=25, random_state=0).fit(features, labels)
+    (tmp_path / "forest.onnx").write_bytes(to_onnx(model))
+    rows = features[::7]
+    layers = [build.layers[name] for name in build.layers_of("PredictFunction")]
+
+    results = run_isolated(
+        python312,
+        SERVE_GRAPH,
+        layers,
+        str(tmp_path / "forest.onnx"),
+        json.dumps(rows.tolist()),
+        cwd=tmp_path,
+    )
+
+    assert results["foreign"] == []
+    assert results["ml"] == [], "serving a graph must not import scikit-learn, scipy or joblib"
+    assert Path(results["onnxruntime"]).is_relative_to(build.layers["OnnxLayer"])
+    assert Path(results["numpy"]).is_relative_to(build.layers["MlLayer"])
+    assert results["predictions"] == model.predict(rows).tolist()
+    assert results["probabilities"] == model.predict_proba(rows).tolist()
 
 
 @pytest.fixture(scope="session")

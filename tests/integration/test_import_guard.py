@@ -1,4 +1,6 @@
-"""The auth and docs functions never load the ML stack (it is not in their layers)."""
+"""The functions without the ML layer never load the ML stack (it is not in their layers),
+and the predict function's import loads none of scikit-learn, scipy or joblib: only the
+versions scikit-learn serves import it, when one is first loaded."""
 
 from __future__ import annotations
 
@@ -41,6 +43,19 @@ def test_function_import_loads_no_ml_libraries(template: Template, function: str
         timeout=60,
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_predict_function_imports_onnx_runtime_not_scikit_learn(template: Template) -> None:
+    path = template.functions["PredictFunction"].module_path
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path), "sklearn,scipy,joblib,onnxruntime"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.strip().split(",")[0] == "onnxruntime"
+    assert {name.split(".")[0] for name in result.stdout.strip().split(",")} == {"onnxruntime"}
 
 
 def test_probe_detects_a_heavy_import() -> None:

@@ -1,5 +1,6 @@
 """Model encryption against moto's KMS: round trip, tamper detection, the encryption
-context, the all-or-nothing property, and the split arithmetic."""
+context, the all-or-nothing property, and the split arithmetic; for the model file and for
+its ONNX graph (sealed the same way under a data key and context of its own)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from creditml.composition.registration import data_keys
 from creditml.models.crypto import (
+    MODEL,
+    ONNX_GRAPH,
     TAG_BYTES,
     ModelIntegrityError,
     SealedModel,
@@ -22,6 +25,7 @@ from creditml.models.crypto import (
 
 MARKER = b"CREDITML-SECRET-MARKER-7f3a"
 MODEL_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
+ARTIFACTS = [MODEL, ONNX_GRAPH]
 
 
 def _model_bytes(size: int) -> bytes:
@@ -31,23 +35,37 @@ def _model_bytes(size: int) -> bytes:
 
 
 @pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("artifact", ARTIFACTS)
 @pytest.mark.parametrize("size", [1, 100, 5_000, 1_000_000])
-def test_round_trip(size: int) -> None:
+def test_round_trip(size: int, artifact: str) -> None:
     plaintext = _model_bytes(size)
-    sealed = seal(plaintext, MODEL_ID, 3, data_keys(), small_size_kb=3)
-    assert unseal(sealed, MODEL_ID, 3, data_keys()) == plaintext
+    sealed = seal(plaintext, MODEL_ID, 3, data_keys(), small_size_kb=3, artifact=artifact)
+    assert unseal(sealed, MODEL_ID, 3, data_keys(), artifact) == plaintext
     assert sealed.digest == hashlib.sha256(plaintext).hexdigest()
 
 
 @pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("artifact", ARTIFACTS)
 @pytest.mark.parametrize("part", ["small", "big"])
-def test_a_flipped_bit_in_either_part_fails(part: str) -> None:
-    sealed = seal(_model_bytes(50_000), MODEL_ID, 1, data_keys(), small_size_kb=3)
+def test_a_flipped_bit_in_either_part_fails(part: str, artifact: str) -> None:
+    sealed = seal(_model_bytes(50_000), MODEL_ID, 1, data_keys(), 3, artifact)
     damaged = bytearray(getattr(sealed, part))
     damaged[len(damaged) // 2] ^= 0x01
     tampered = SealedModel(**{**sealed.__dict__, part: bytes(damaged)})
     with pytest.raises(ModelIntegrityError):
-        unseal(tampered, MODEL_ID, 1, data_keys())
+        unseal(tampered, MODEL_ID, 1, data_keys(), artifact)
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(("sealed_as", "opened_as"), [(MODEL, ONNX_GRAPH), (ONNX_GRAPH, MODEL)])
+def test_a_graph_cannot_be_opened_as_the_model_or_the_reverse(
+    sealed_as: str, opened_as: str
+) -> None:
+    # Whoever can swap parts in the stores cannot serve the model file as a graph (or the
+    # graph where the model file is expected): KMS refuses the other artifact's context.
+    sealed = seal(_model_bytes(10_000), MODEL_ID, 1, data_keys(), 3, sealed_as)
+    with pytest.raises(ModelIntegrityError):
+        unseal(sealed, MODEL_ID, 1, data_keys(), opened_as)
 
 
 @pytest.mark.usefixtures("aws")
@@ -80,11 +98,14 @@ def _attack(sealed: SealedModel, data_key: bytes, small: bytes) -> bytes:
 
 
 @pytest.mark.usefixtures("aws")
-def test_data_key_and_big_part_alone_reveal_nothing() -> None:
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_data_key_and_big_part_alone_reveal_nothing(artifact: str) -> None:
     plaintext = _model_bytes(200_000)
     assert plaintext.count(MARKER) > 10
-    sealed = seal(plaintext, MODEL_ID, 1, data_keys(), small_size_kb=3)
-    data_key = data_keys().unwrap(sealed.wrapped_key, encryption_context(MODEL_ID, 1))
+    sealed = seal(plaintext, MODEL_ID, 1, data_keys(), 3, artifact)
+    data_key = data_keys().unwrap(
+        sealed.wrapped_key, encryption_context(MODEL_ID, 1, artifact)
+    )
 
     # Without the small part (zeros in its place) the marker never shows...
     assert MARKER not in _attack(sealed, data_key, bytes(len(sealed.small)))

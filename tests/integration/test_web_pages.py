@@ -486,3 +486,25 @@ def test_a_lower_bound_balance_is_shown_as_at_least(api: Api, browser: Browser) 
     page = browser.get("/ui/account")
     assert "≥</abbr> 42</td>" in page.text
     assert _balance(browser) == 50
+
+
+def test_the_model_page_says_what_serves_each_version(api: Api, browser: Browser) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from tests.integration.publishing import LABELS, ROWS, model_file, upload_and_register
+
+    email = _email("pub")
+    owner = register_and_login(api, email, PASSWORD, role=Role.PUBLISHER)
+    model_id = publish(api, owner["access"])  # a forest: its exact graph serves it
+    browser.log_in(email, PASSWORD)
+    assert "ONNX Runtime (exact graph)" in browser.get(f"/ui/models/{model_id}").text
+    # Version 2 has no exact converter: scikit-learn serves it, and the page says why.
+    page = browser.get(f"/ui/models/{model_id}")
+    opened = browser.post(f"/ui/models/{model_id}/versions", {"csrf_token": page.csrf()})
+    assert opened.status == 201
+    pipeline = make_pipeline(StandardScaler(), SVC()).fit(ROWS, LABELS)
+    upload_and_register(api, model_id, 2, model_file(pipeline))
+    text = browser.get(f"/ui/models/{model_id}").text
+    assert "scikit-learn: no exact ONNX converter for Pipeline[StandardScaler, SVC]" in text

@@ -1,5 +1,5 @@
 """The layers' pinned requirements and pyproject's ranges describe the same dependencies:
-the common layer and [project] dependencies, the ML layer and the [ml] extra."""
+the common layer and [project] dependencies, the ML and ONNX layers and the [ml] extra."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_layer_carries_no_ml_or_test_libraries() -> None:
     assert not {"scikit-learn", "numpy", "scipy", "joblib", "moto", "pytest"} & set(_pins())
 
 
-def test_ml_layer_pins_the_ml_extra_exactly_and_inside_its_ranges() -> None:
-    pins, ranges = _pins("ml"), _ranges("ml")
+def test_ml_and_onnx_layers_pin_the_ml_extra_exactly_and_inside_its_ranges() -> None:
+    pins, ranges = _pins("ml") | _pins("onnx"), _ranges("ml")
     assert set(pins) == set(ranges)
     for name, pin in pins.items():
         (spec,) = pin.specifier
@@ -61,3 +61,10 @@ def test_joblib_below_1_6_is_excluded_everywhere() -> None:
     assert not allowed.contains("1.5.3")
     assert allowed.contains(str(_pins("ml")["joblib"].specifier).removeprefix("=="))
     assert Version(version("joblib")) >= Version("1.6")
+
+
+def test_the_installed_onnxruntime_is_the_pinned_one() -> None:
+    # Exactness is measured per ONNX Runtime release (docs/DECISIONS.md): the tests must run
+    # the very version the layer ships.
+    (spec,) = _pins("onnx")["onnxruntime"].specifier
+    assert version("onnxruntime") == spec.version

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree._tree import Tree
 
 import creditml
-from creditml.models.crypto import seal
+from creditml.models.crypto import MODEL, seal
 from creditml.models.errors import ModelRejected
 from creditml.models.footprint import MODEL_OVERHEAD_BYTES, model_nbytes
 from creditml.models.inspection import inspect_model
@@ -152,8 +152,8 @@ class _Parts:
     def __init__(self, files: dict[tuple[str, int], bytes]) -> None:
         self._sealed = {key: seal(data, *key, _ClearKeys(), 3) for key, data in files.items()}
 
-    def fetch(self, model_id: str, version: int) -> Any:
-        return self._sealed[(model_id, version)]
+    def fetch_serving(self, model_id: str, version: int) -> Any:
+        return MODEL, self._sealed[(model_id, version)]
 
 
 def test_the_model_cache_counts_loaded_memory_not_file_size() -> None:

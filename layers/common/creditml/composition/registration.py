@@ -7,7 +7,7 @@ from functools import partial
 from creditml.composition import component
 from creditml.composition.models import model_repository, uploads
 from creditml.models.registration import Registrar
-from creditml.models.vetting import VettingLimits, vet_model
+from creditml.models.vetting import VettingLimits, vet_for_serving
 from creditml.settings import Settings, get_settings
 from creditml.storage.model_parts import KmsDataKeys, ModelParts
 
@@ -30,7 +30,7 @@ def build_registrar(settings: Settings) -> Registrar:
         parts=model_parts(),
         uploads=uploads(),
         keys=data_keys(),
-        vet=partial(vet_model, limits=VettingLimits.from_settings(settings)),
+        vet=partial(vet_for_serving, limits=VettingLimits.from_settings(settings)),
         small_size_kb=settings.small_size_kb,
         max_bytes=settings.max_model_bytes,
         max_attempts=settings.registration_max_attempts,

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from creditml.models.devices import Device
     from creditml.models.downloads import Download
 
-from creditml.models.records import Model, ModelVersion, VersionStatus
+from creditml.models.records import Model, ModelVersion, Runtime, VersionStatus
 from creditml.models.schema import ModelSchema
 from creditml.models.service import UNCHANGED, Unchanged
 from creditml.text import SafeName, SafeText
@@ -63,21 +63,37 @@ class UploadCreated(BaseModel):
     upload: Upload
 
 
+# Versions registered before ONNX serving have no graph: scikit-learn serves them.
+REGISTERED_BEFORE_ONNX = "registered before ONNX serving; upload it again to have it converted"
+
+
 class VersionPublic(BaseModel):
     version: int
     status: VersionStatus
     reason: str | None
     created_at: datetime
     registered_at: datetime | None
+    runtime: Runtime | None = Field(
+        None,
+        description="Ready versions: what serves predictions, `onnx` (an exact ONNX graph, "
+        "checked against the model at registration) or `sklearn`",
+    )
+    runtime_reason: str | None = Field(
+        None, description="Why scikit-learn serves this version (null when ONNX does)"
+    )
 
     @classmethod
     def of(cls, version: ModelVersion) -> VersionPublic:
+        ready = version.status is VersionStatus.READY
+        reason = version.runtime_reason if version.runtime else REGISTERED_BEFORE_ONNX
         return cls(
             version=version.version,
             status=version.status,
             reason=version.reason,
             created_at=version.created_at,
             registered_at=version.registered_at,
+            runtime=(version.runtime or Runtime.SKLEARN) if ready else None,
+            runtime_reason=reason if ready else None,
         )
 
 

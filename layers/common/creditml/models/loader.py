@@ -1,6 +1,9 @@
-"""Load registered models for prediction: fetch both parts, unwrap the data key with KMS,
-decrypt and verify, load through the allowlist; keep them in an LRU cache bounded by the
-memory the loaded models take (not their file sizes: a compressed file can be a thousandth
+"""Load registered models for prediction: fetch both parts of what serves the version, unwrap
+its data key with KMS, decrypt and verify; then either open its exact ONNX graph in an ONNX
+Runtime session (no scikit-learn import) or, for versions scikit-learn serves, load the model
+file through the allowlist (scikit-learn imported then, and only then). Both answer
+`predict`/`predict_proba` alike. They stay in an LRU cache bounded by the memory they take
+(a session's, or the loaded model's: not file sizes, a compressed file can be a thousandth
 of it), keyed by (model id, version), so a warm invocation makes no S3 or KMS call."""
 
 from __future__ import annotations
@@ -9,13 +12,11 @@ import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from creditml.models.crypto import DataKeys, SealedModel, unseal
-from creditml.models.footprint import model_nbytes
-from creditml.models.safe_loading import load_model
+from creditml.models.crypto import ONNX_GRAPH, DataKeys, SealedModel, unseal
 
 
 class PartSource(Protocol):
-    def fetch(self, model_id: str, version: int) -> SealedModel: ...
+    def fetch_serving(self, model_id: str, version: int) -> tuple[str, SealedModel]: ...
 
 
 class ModelCache:
@@ -73,8 +74,28 @@ class ModelLoader:
         cached = self.cache.get((model_id, version))
         if cached is not None:
             return cached, True
-        sealed = self._parts.fetch(model_id, version)
-        plaintext = unseal(sealed, model_id, version, self._keys)
-        model = load_model(plaintext, self._max_memory_bytes)
-        self.cache.put((model_id, version), model, model_nbytes(model))
+        artifact, sealed = self._parts.fetch_serving(model_id, version)
+        plaintext = unseal(sealed, model_id, version, self._keys, artifact)
+        model, size = (
+            _open_graph(plaintext)
+            if artifact == ONNX_GRAPH
+            else _load_file(plaintext, self._max_memory_bytes)
+        )
+        self.cache.put((model_id, version), model, size)
         return model, False
+
+
+def _open_graph(graph: bytes) -> tuple[Any, int]:
+    from creditml.models.onnx_runtime import OnnxModel
+
+    session = OnnxModel.load(graph)
+    return session, session.nbytes
+
+
+def _load_file(data: bytes, max_memory_bytes: int | None) -> tuple[Any, int]:
+    # Imported here: a container serving only ONNX versions never imports scikit-learn.
+    from creditml.models.footprint import model_nbytes
+    from creditml.models.safe_loading import load_model
+
+    model = load_model(data, max_memory_bytes)
+    return model, model_nbytes(model)

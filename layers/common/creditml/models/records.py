@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from creditml.models.schema import ModelSchema
+
+if TYPE_CHECKING:
+    from creditml.models.crypto import SealedModel
 
 
 class VersionStatus(StrEnum):
@@ -18,6 +22,18 @@ class VersionStatus(StrEnum):
     # The upload never arrived while its presigned POST (plus a grace period) was valid.
     EXPIRED = "expired"
 
+
+class Runtime(StrEnum):
+    """What serves a ready version's predictions: its exact ONNX graph, or scikit-learn (the
+    model has no exact converter, or the exactness gate found a difference)."""
+
+    ONNX = "onnx"
+    SKLEARN = "sklearn"
+
+
+# Why scikit-learn serves a model whose conversion failed in a way that is ours, not the
+# model's (crashed, out of time or CPU; details in the registering function's logs).
+CONVERSION_FAILED = "converting it to ONNX failed; scikit-learn serves it"
 
 EXPIRED_REASON = "No file arrived before the upload URL expired; open a new version to upload."
 
@@ -49,6 +65,10 @@ class ModelVersion(BaseModel):
     registered_at: datetime | None = None
     size_bytes: int | None = None
     model_schema: ModelSchema | None = None
+    # Ready versions: what serves them, and why scikit-learn when it does (None for versions
+    # registered before ONNX serving: scikit-learn serves them).
+    runtime: Runtime | None = None
+    runtime_reason: str | None = None
     # While pending: the latest time its upload may complete (the presigned POST's
     # lifetime plus a grace period); after it the version is expired.
     upload_deadline: datetime | None = None
@@ -106,3 +126,24 @@ class StoredParts:
     big_key: str
     big_size: int
     big_sha256: str
+
+
+@dataclass(frozen=True)
+class Vetted:
+    """What registration learned of an accepted model file: its schema, what will serve it
+    (with the reason when scikit-learn does) and, for ONNX, the exact graph made of it."""
+
+    schema: ModelSchema
+    runtime: Runtime = Runtime.SKLEARN
+    runtime_reason: str | None = None
+    graph: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    """What a ready version is stored with besides its model: the runtime, why scikit-learn
+    when it serves, and for ONNX the sealed graph with its big part's key."""
+
+    runtime: Runtime = Runtime.SKLEARN
+    reason: str | None = None
+    graph: tuple[SealedModel, str] | None = None

@@ -9,9 +9,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from creditml.models.crypto import DataKeys, SealedModel, seal
+from creditml.models.crypto import MODEL, ONNX_GRAPH, DataKeys, SealedModel, seal
 from creditml.models.errors import ModelRejected
-from creditml.models.records import UploadedFile, VersionStatus, VersionUpload
+from creditml.models.records import (
+    ServingChoice,
+    UploadedFile,
+    VersionStatus,
+    VersionUpload,
+    Vetted,
+)
 from creditml.models.schema import ModelSchema
 from creditml.models.service import parse_upload_key, upload_key, upload_token_matches
 from creditml.observability import logger
@@ -38,7 +44,9 @@ class OverdueVersions(Protocol):
 
 
 class PartStore(Protocol):
-    def put_big(self, model_id: str, version: int, sealed: SealedModel) -> str: ...
+    def put_big(
+        self, model_id: str, version: int, sealed: SealedModel, artifact: str = MODEL
+    ) -> str: ...
 
     def delete_big(self, key: str) -> None: ...
 
@@ -50,6 +58,7 @@ class PartStore(Protocol):
         big_key: str,
         schema: ModelSchema,
         size: int,
+        serving: ServingChoice | None = None,
     ) -> bool: ...
 
 
@@ -81,10 +90,12 @@ def _utc_now() -> datetime:
 class Registrar:
     """Turns each upload into a ready or rejected version, never leaving it pending.
 
-    `vet` reads a model file without running it and returns its schema, or raises
-    ModelRejected with the reason. Any other error is re-raised so that the event source
-    retries; every attempt is counted on the version, and the last of `max_attempts` (S3
-    invokes asynchronously: 1 + 2 retries) rejects it with a reason that names no internals.
+    `vet` reads a model file without running it and returns its schema and what will serve
+    it (an exact ONNX graph, or scikit-learn with the reason), or raises ModelRejected with
+    the reason. The graph is sealed and split like the model, under a data key of its own.
+    Any other error is re-raised so that the event source retries; every attempt is counted
+    on the version, and the last of `max_attempts` (S3 invokes asynchronously: 1 + 2
+    retries) rejects it with a reason that names no internals.
     """
 
     def __init__(
@@ -93,7 +104,7 @@ class Registrar:
         parts: PartStore,
         uploads: UploadStore,
         keys: DataKeys,
-        vet: Callable[[bytes], ModelSchema],
+        vet: Callable[[bytes], Vetted],
         small_size_kb: int,
         max_bytes: int,
         max_attempts: int = 3,
@@ -168,14 +179,25 @@ class Registrar:
                 raise ModelRejected("the file is empty")
             if len(data) > self._max_bytes:
                 raise ModelRejected(f"the file is larger than {self._max_bytes} bytes")
-            schema = self._vet(data)
+            vetted = self._vet(data)
         except ModelRejected as rejected:
             return self._reject(key, model_id, version, rejected.reason)
+        schema = vetted.schema
         sealed = seal(data, model_id, version, self._keys, self._small_size_kb)
-        big_key = self._parts.put_big(model_id, version, sealed)
-        stored = self._parts.commit_ready(model_id, version, sealed, big_key, schema, len(data))
-        if not stored:  # another delivery won the race: drop our copy of the big part
-            self._parts.delete_big(big_key)
+        big_keys = [self._parts.put_big(model_id, version, sealed)]
+        serving = ServingChoice(vetted.runtime, vetted.runtime_reason)
+        if vetted.graph is not None:
+            graph = seal(
+                vetted.graph, model_id, version, self._keys, self._small_size_kb, ONNX_GRAPH
+            )
+            big_keys.append(self._parts.put_big(model_id, version, graph, ONNX_GRAPH))
+            serving = ServingChoice(vetted.runtime, vetted.runtime_reason, (graph, big_keys[1]))
+        stored = self._parts.commit_ready(
+            model_id, version, sealed, big_keys[0], schema, len(data), serving
+        )
+        if not stored:  # another delivery won the race: drop our copies of the big parts
+            for big_key in big_keys:
+                self._parts.delete_big(big_key)
             return Registration(key, Outcome.ALREADY_DONE)
         self._uploads.delete(key)
         logger().info(
@@ -185,6 +207,8 @@ class Registrar:
                 "version": version,
                 "bytes": len(data),
                 "estimator": schema.estimator,
+                "runtime": str(vetted.runtime),
+                "runtime_reason": vetted.runtime_reason,
             },
         )
         return Registration(key, Outcome.READY)

@@ -6,6 +6,9 @@ measures it, validates its trees, inspects it and makes a trial prediction. Its 
 
 It reports on stdout, one line each: `stage <name>` as it starts each step (so a crash can be
 attributed to one) and finally `result <json>` (`{"schema": ...}` or `{"rejected": reason}`).
+Asked to (`convert`), it then converts an accepted model to ONNX and checks the graph against
+the model (creditml.models.onnx_gate): `stage convert`, then `runtime <json>` (`{"runtime":
+"onnx", "graph": base64, ...}` or `{"runtime": "sklearn", "reason": ...}`).
 A model that crashes, hangs or exhausts memory takes down only this process.
 
 `python -m creditml.models.sandbox zygote` is the warm variant (creditml.models.vetting
@@ -22,6 +25,7 @@ state in the worker (copy-on-write), and exits when its stdin closes.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib
 import json
@@ -36,6 +40,7 @@ import warnings
 from typing import Any, BinaryIO, NoReturn
 
 from creditml.models.errors import ModelRejected
+from creditml.models.records import CONVERSION_FAILED
 from creditml.models.schema import ModelSchema
 
 TRIAL_ROWS = 5
@@ -45,12 +50,15 @@ _MB = 1024 * 1024
 def check_model(data: bytes, max_memory_bytes: int, stage: Any = None) -> ModelSchema:
     """Everything registration checks, in this process: the schema of the model in `data`,
     or ModelRejected with the reason. `stage(name)` is called as each step begins."""
+    return _checked(data, max_memory_bytes, stage or (lambda name: None))[1]
+
+
+def _checked(data: bytes, max_memory_bytes: int, report: Any) -> tuple[Any, ModelSchema]:
     from creditml.models.footprint import model_nbytes
     from creditml.models.inspection import inspect_model
     from creditml.models.safe_loading import load_model
     from creditml.models.trees import validate_trees
 
-    report = stage or (lambda name: None)
     report("load")
     model = load_model(data, max_memory_bytes)
     report("measure")
@@ -64,7 +72,26 @@ def check_model(data: bytes, max_memory_bytes: int, stage: Any = None) -> ModelS
     schema = inspect_model(model)
     report("trial")
     trial_predict(model, schema)
-    return schema
+    return model, schema
+
+
+def serving_runtime(model: Any, schema: ModelSchema) -> dict[str, Any]:
+    """What will serve an accepted model: its exact ONNX graph (base64) when it converts
+    and passes the exactness gate, else scikit-learn with the reason. Never rejects it."""
+    from creditml.models.onnx_gate import decide_runtime
+
+    try:
+        decision = decide_runtime(model, schema)
+    except Exception:  # noqa: BLE001 - a failure of ours: the model is served as it is
+        traceback.print_exc()
+        return {"runtime": "sklearn", "reason": CONVERSION_FAILED}
+    graph = decision.graph
+    return {
+        "runtime": str(decision.runtime),
+        "reason": decision.reason,
+        "rows_checked": decision.rows_checked,
+        "graph": base64.b64encode(graph).decode() if graph is not None else None,
+    }
 
 
 def trial_predict(model: Any, schema: ModelSchema) -> None:
@@ -121,34 +148,44 @@ def _emit(line: str) -> None:
     sys.stdout.flush()
 
 
-def _result(data: bytes, max_memory_bytes: int) -> dict[str, Any]:
+def _report(data: bytes, max_memory_bytes: int, convert: bool) -> None:
+    """Check `data`, emitting each stage and the `result` line; then, when asked and the
+    model was accepted, the `runtime` line (after a `convert` stage: a crash or time limit
+    while converting leaves the accepted result standing, served by scikit-learn)."""
+    model = None
     try:
-        schema = check_model(data, max_memory_bytes, lambda name: _emit(f"stage {name}"))
+        model, schema = _checked(data, max_memory_bytes, lambda name: _emit(f"stage {name}"))
+        outcome: dict[str, Any] = {"schema": schema.model_dump()}
     except ModelRejected as rejected:
-        return {"rejected": rejected.reason}
+        outcome = {"rejected": rejected.reason}
     except MemoryError:
-        return {"rejected": "the model needs more memory than it may use while it is checked"}
+        outcome = {"rejected": "the model needs more memory than it may use while it is checked"}
     except RecursionError:
-        return {"rejected": "the model is nested too deeply to be checked"}
-    return {"schema": schema.model_dump()}
+        outcome = {"rejected": "the model is nested too deeply to be checked"}
+    _emit("result " + json.dumps(outcome))
+    if convert and model is not None:
+        _emit("stage convert")
+        _emit("runtime " + json.dumps(serving_runtime(model, schema)))
 
 
 def main(argv: list[str]) -> int:
     if argv == [ZYGOTE_ARGUMENT]:
         warnings.simplefilter("ignore")
         return serve(sys.stdin.buffer, sys.stdout.buffer)
-    max_memory_bytes, cpu_seconds, address_space_bytes = (int(value) for value in argv)
+    max_memory_bytes, cpu_seconds, address_space_bytes = (int(value) for value in argv[:3])
+    convert = argv[3:] == [CONVERT_ARGUMENT]
     limit_resources(address_space_bytes, cpu_seconds)
     warnings.simplefilter("ignore")
     data = sys.stdin.buffer.read()
     _emit("stage start")
-    _emit("result " + json.dumps(_result(data, max_memory_bytes)))
+    _report(data, max_memory_bytes, convert)
     return 0
 
 
 # The zygote: one warm process that forks a worker per check.
 
 ZYGOTE_ARGUMENT = "zygote"
+CONVERT_ARGUMENT = "convert"  # the one-shot child's 4th argument: also decide the runtime
 # What is kept of a worker's error stream (the end holds the exception).
 _STDERR_TAIL = 64 * 1024
 _PR_SET_PDEATHSIG = 1
@@ -159,7 +196,7 @@ def preload() -> None:
     allowlisted global (numpy, scipy, scikit-learn), so a worker starts with them loaded."""
     import ctypes  # noqa: F401 - the worker uses it to die with the zygote
 
-    from creditml.models import footprint, safe_loading, trees  # noqa: F401
+    from creditml.models import footprint, onnx_gate, onnx_runtime, safe_loading, trees  # noqa: F401
     from creditml.models.allowlist import ALLOWED_GLOBALS
 
     for qualified in sorted(ALLOWED_GLOBALS):
@@ -244,7 +281,7 @@ def _work(data: bytes, request: dict[str, Any], pipes: tuple[int, int, int, int]
         _die_with_zygote()
         limit_resources(int(request["address_space"]), int(request["cpu"]))
         _emit("stage start")
-        _emit("result " + json.dumps(_result(data, int(request["memory"]))))
+        _report(data, int(request["memory"]), bool(request.get("convert")))
         code = 0
     except BaseException:  # noqa: BLE001 - reported on stderr, the exit status says it failed
         traceback.print_exc()

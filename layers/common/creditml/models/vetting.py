@@ -20,6 +20,7 @@ The zygote exits when its stdin closes, that is when this process ends.
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
 import selectors
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from creditml.models.errors import ModelRejected
+from creditml.models.records import CONVERSION_FAILED, Runtime, Vetted
+from creditml.models.sandbox import CONVERT_ARGUMENT
 from creditml.models.schema import ModelSchema
 from creditml.observability import logger
 
@@ -84,15 +87,52 @@ class VettingFailed(RuntimeError):
 def vet_model(data: bytes, limits: VettingLimits) -> ModelSchema:
     """The schema of the model in `data`; ModelRejected (with a reason for its publisher) if
     it may not be served, VettingFailed if the checking process could not run."""
+    return _vet(data, limits, convert=False).schema
+
+
+def vet_for_serving(data: bytes, limits: VettingLimits) -> Vetted:
+    """As `vet_model`, and what will serve the model: the checking process also converts it
+    to ONNX and runs the exactness gate (creditml.models.onnx_gate). A conversion that
+    fails, crashes or runs out of time never rejects the model: scikit-learn serves it."""
+    return _vet(data, limits, convert=True)
+
+
+def _vet(data: bytes, limits: VettingLimits, convert: bool) -> Vetted:
     if not data:
         raise ModelRejected("the file is empty")
-    run = check_in_child(data, limits)
+    run = check_in_child(data, limits, convert)
+    accepted = _accepted(run.child.stdout)
+    if accepted is not None and _stages(run.child.stdout)[-1:] == ["convert"]:
+        return _serving(accepted, run.child.stdout)  # the model passed; converting did not
     if run.timed_out:
         raise ModelRejected(
             f"checking the model took longer than {limits.trial_wall_seconds:g} s "
             f"(it stopped while {_stage_words(_stages(run.child.stdout))})"
         )
-    return _verdict(run.child, limits)
+    return Vetted(_verdict(run.child, limits))
+
+
+def _accepted(stdout: bytes | None) -> ModelSchema | None:
+    """The schema the checking process accepted the model with, if it got that far."""
+    for line in (stdout or b"").decode(errors="replace").splitlines():
+        if line.startswith("result "):
+            outcome = json.loads(line.removeprefix("result "))
+            if "schema" in outcome:
+                return ModelSchema.model_validate(outcome["schema"])
+    return None
+
+
+def _serving(schema: ModelSchema, stdout: bytes | None) -> Vetted:
+    """The accepted model with what will serve it: the `runtime` line, or scikit-learn when
+    the process ended (crashed, out of time or CPU) before writing it."""
+    for line in (stdout or b"").decode(errors="replace").splitlines():
+        if line.startswith("runtime "):
+            decided = json.loads(line.removeprefix("runtime "))
+            if decided.get("runtime") == Runtime.ONNX and decided.get("graph"):
+                return Vetted(schema, Runtime.ONNX, None, base64.b64decode(decided["graph"]))
+            return Vetted(schema, Runtime.SKLEARN, str(decided.get("reason") or CONVERSION_FAILED))
+    logger().warning("The model checker ended while converting a model to ONNX")
+    return Vetted(schema, Runtime.SKLEARN, CONVERSION_FAILED)
 
 
 @dataclass(frozen=True)
@@ -105,9 +145,10 @@ class CheckRun:
     pid: int | None = None
 
 
-def check_in_child(data: bytes, limits: VettingLimits) -> CheckRun:
-    """Run the checks on `data` in a fresh process: a worker of this process's zygote, or a
-    one-shot child when no zygote can be had."""
+def check_in_child(data: bytes, limits: VettingLimits, convert: bool = False) -> CheckRun:
+    """Run the checks on `data` (and, with `convert`, the conversion to ONNX) in a fresh
+    process: a worker of this process's zygote, or a one-shot child when no zygote can be
+    had."""
     with _ZYGOTE_LOCK:
         zygote = _zygote_for(CHECKER_MODULE)
         for _ in range(2):  # the zygote it has, then (if that one failed) a new one
@@ -120,14 +161,14 @@ def check_in_child(data: bytes, limits: VettingLimits) -> CheckRun:
                 zygote.stop()
                 break
             try:
-                return zygote.check(data, limits)
+                return zygote.check(data, limits, convert)
             except ZygoteFailed as exc:
                 logger().warning("The model checker zygote failed", extra={"reason": str(exc)})
                 zygote.stop()
-    return check_in_one_shot_child(data, limits)
+    return check_in_one_shot_child(data, limits, convert)
 
 
-def check_in_one_shot_child(data: bytes, limits: VettingLimits) -> CheckRun:
+def check_in_one_shot_child(data: bytes, limits: VettingLimits, convert: bool = False) -> CheckRun:
     """Run the checks on `data` in a child started for them alone."""
     command = [
         sys.executable,
@@ -137,6 +178,7 @@ def check_in_one_shot_child(data: bytes, limits: VettingLimits) -> CheckRun:
         str(limits.max_memory_bytes),
         str(limits.trial_cpu_seconds),
         str(limits.address_space_bytes(len(data))),
+        *([CONVERT_ARGUMENT] if convert else []),
     ]
     try:
         child = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
@@ -199,8 +241,9 @@ class Zygote:
         if ready.get("ready") != self._process.pid:
             raise ZygoteFailed("it did not say it was ready")
 
-    def check(self, data: bytes, limits: VettingLimits) -> CheckRun:
-        """Have a fresh worker of the zygote check `data` within `limits`."""
+    def check(self, data: bytes, limits: VettingLimits, convert: bool = False) -> CheckRun:
+        """Have a fresh worker of the zygote check (and, with `convert`, convert) `data`
+        within `limits`."""
         deadline = time.monotonic() + limits.trial_wall_seconds + ZYGOTE_REPLY_MARGIN_SECONDS
         request = {
             "size": len(data),
@@ -208,6 +251,7 @@ class Zygote:
             "cpu": limits.trial_cpu_seconds,
             "address_space": limits.address_space_bytes(len(data)),
             "wall": limits.trial_wall_seconds,
+            "convert": convert,
         }
         self._send(json.dumps(request).encode() + b"\n", deadline)
         self._send(data, deadline)
@@ -368,6 +412,7 @@ _STAGE_WORDS = {
     "measure": "measuring its memory",
     "validate": "validating its structure",
     "trial": "making a trial prediction",
+    "convert": "converting it to ONNX",
 }
 
 

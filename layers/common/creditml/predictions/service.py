@@ -14,6 +14,7 @@ the transaction itself proves the cached price and version are still current.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 import warnings
@@ -204,11 +205,10 @@ class PredictionService:
             with np.errstate(
                 over="call", invalid="call", call=lambda kind, _: overflows.append(kind)
             ):
-                predicted = estimator.predict(rows)
-                probable = (
-                    estimator.predict_proba(rows)
-                    if model.serving_schema and model.serving_schema.probabilities
-                    else None
+                predicted, probable = _predict(
+                    estimator,
+                    rows,
+                    bool(model.serving_schema and model.serving_schema.probabilities),
                 )
         except Exception as exc:  # the model's own failure: no charge
             if overflows:
@@ -292,6 +292,17 @@ class PredictionService:
 
     def show(self, caller: AccessClaims, prediction_id: str) -> PredictionPublic:
         return self._history.show(caller.user_id, prediction_id)
+
+
+def _predict(estimator: Any, rows: Any, probabilities: bool) -> tuple[Any, Any]:
+    """The estimator's predict (and predict_proba): a version served by ONNX answers both
+    from one session run. (Looked up, not imported: only the predict function ships ONNX
+    Runtime, and no OnnxModel exists unless its module was loaded.)"""
+    serving = sys.modules.get("creditml.models.onnx_runtime")
+    if serving is not None and isinstance(estimator, serving.OnnxModel):
+        predicted, probable = estimator.run(rows)
+        return predicted, probable if probabilities else None
+    return estimator.predict(rows), estimator.predict_proba(rows) if probabilities else None
 
 
 __all__ = ["PredictionNotFound", "PredictionService"]

@@ -17,8 +17,8 @@ from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribu
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
-from creditml.models.crypto import ModelIntegrityError, SealedModel
-from creditml.models.records import StoredParts, UploadedFile
+from creditml.models.crypto import MODEL, ONNX_GRAPH, ModelIntegrityError, SealedModel
+from creditml.models.records import ServingChoice, StoredParts, UploadedFile
 from creditml.models.schema import ModelSchema
 from creditml.storage.clients import unavailable_when_transient
 from creditml.storage.dynamo import Transaction, TransactionCancelled
@@ -39,6 +39,13 @@ class _PartsItem(Model):
     # never reads the big part). Written at registration; for versions registered before
     # it existed, computed from S3 by the first download and remembered.
     big_sha256 = UnicodeAttribute(null=True)
+    # Versions served by ONNX: the graph, sealed and split like the model (its own data
+    # key; creditml.models.crypto), small part here, big part in the models bucket.
+    onnx_small = BinaryAttribute(legacy_encoding=False, null=True)
+    onnx_wrapped_key = BinaryAttribute(legacy_encoding=False, null=True)
+    onnx_nonce = BinaryAttribute(legacy_encoding=False, null=True)
+    onnx_digest = UnicodeAttribute(null=True)
+    onnx_big_key = UnicodeAttribute(null=True)
 
 
 # Big parts are hashed from S3 in chunks of this size (never held in memory whole).
@@ -64,10 +71,14 @@ class ModelParts:
         # accepted in every region, and V4 bounds the URL's life by X-Amz-Expires.
         return boto3.client("s3", config=Config(signature_version="s3v4"))
 
-    def put_big(self, model_id: str, version: int, sealed: SealedModel) -> str:
-        """Upload the big part under a key of its own (a duplicate registration running at
-        the same time can never overwrite it); returns the key."""
-        key = f"{model_id}/{version}/{uuid.uuid4().hex}.part"
+    def put_big(
+        self, model_id: str, version: int, sealed: SealedModel, artifact: str = MODEL
+    ) -> str:
+        """Upload the big part of the model (or of another `artifact` of the version) under
+        a key of its own (a duplicate registration running at the same time can never
+        overwrite it); returns the key."""
+        suffix = "part" if artifact == MODEL else f"{artifact}.part"
+        key = f"{model_id}/{version}/{uuid.uuid4().hex}.{suffix}"
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=sealed.big)
         return key
 
@@ -82,11 +93,14 @@ class ModelParts:
         big_key: str,
         schema: ModelSchema,
         size: int,
+        serving: ServingChoice | None = None,
     ) -> bool:
-        """In ONE transaction: store the small part (pointing at `big_key`), mark the pending
-        version ready, and make it the serving version unless a newer one serves or the
-        model is archived. False when the version was no longer pending or its parts were
-        already stored (another delivery of the same upload won)."""
+        """In ONE transaction: store the small part (pointing at `big_key`) and, for a
+        version served by ONNX, the graph's small part (pointing at its big part), mark the
+        pending version ready with what serves it, and make it the serving version unless a
+        newer one serves or the model is archived. False when the version was no longer
+        pending or its parts were already stored (another delivery of the same upload won)."""
+        serving = serving or ServingChoice()
         small = self._item(
             model_id,
             version,
@@ -98,11 +112,26 @@ class ModelParts:
             big_size=len(sealed.big),
             big_sha256=hashlib.sha256(sealed.big).hexdigest(),
         )
+        if serving.graph is not None:
+            graph, graph_key = serving.graph
+            small.onnx_small = graph.small
+            small.onnx_wrapped_key = graph.wrapped_key
+            small.onnx_nonce = graph.nonce
+            small.onnx_digest = graph.digest
+            small.onnx_big_key = graph_key
         for promote in (True, False):
             tx = Transaction(self._item)
             tx.put("parts", small, condition=self._item.model_id.does_not_exist(), return_old=False)
             add_version_ready(
-                tx, self._models_table, model_id, version, schema, size, promote=promote
+                tx,
+                self._models_table,
+                model_id,
+                version,
+                schema,
+                size,
+                promote=promote,
+                runtime=serving.runtime,
+                runtime_reason=serving.reason,
             )
             try:
                 tx.commit()
@@ -116,15 +145,33 @@ class ModelParts:
         return False
 
     def fetch(self, model_id: str, version: int) -> SealedModel:
-        """Both parts of a registered version (two reads: DynamoDB, then S3);
+        """Both parts of a registered version's model file (two reads: DynamoDB, then S3);
         ServiceUnavailable when either fails for a reason that passes."""
+        return self._fetch(model_id, version, serving=False)[1]
+
+    def fetch_serving(self, model_id: str, version: int) -> tuple[str, SealedModel]:
+        """What serves a registered version, sealed: its ONNX graph when it has one (the
+        artifact ONNX_GRAPH), else its model file (MODEL). Two reads, as `fetch`."""
+        return self._fetch(model_id, version, serving=True)
+
+    def _fetch(self, model_id: str, version: int, serving: bool) -> tuple[str, SealedModel]:
         with unavailable_when_transient():
             try:
                 item = self._item.get(model_id, version, consistent_read=True)
             except DoesNotExist as exc:
                 raise LookupError(f"no parts for {model_id} v{version}") from exc
-            big = self._s3.get_object(Bucket=self._bucket, Key=item.big_key)["Body"].read()
-        return SealedModel(
+            graph = serving and item.onnx_big_key is not None
+            key = item.onnx_big_key if graph else item.big_key
+            big = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        if graph:
+            return ONNX_GRAPH, SealedModel(
+                small=bytes(item.onnx_small),
+                big=big,
+                nonce=bytes(item.onnx_nonce),
+                wrapped_key=bytes(item.onnx_wrapped_key),
+                digest=str(item.onnx_digest),
+            )
+        return MODEL, SealedModel(
             small=bytes(item.small),
             big=big,
             nonce=bytes(item.nonce),

@@ -37,6 +37,7 @@ from creditml.models.records import (
     EXPIRED_REASON,
     Model,
     ModelVersion,
+    Runtime,
     VersionStatus,
     VersionUpload,
 )
@@ -103,6 +104,8 @@ class _ModelItem(PynamoModel):
     model_schema = JSONAttribute(null=True)
     registered_at = UnicodeAttribute(null=True)
     size_bytes = NumberAttribute(null=True)
+    runtime = UnicodeAttribute(null=True)
+    runtime_reason = UnicodeAttribute(null=True)
 
     upload_token_hash = UnicodeAttribute(null=True)
     upload_deadline = UnicodeAttribute(null=True)
@@ -132,6 +135,8 @@ def _version(item: _ModelItem) -> ModelVersion:
         registered_at=datetime.fromisoformat(item.registered_at) if item.registered_at else None,
         size_bytes=int(item.size_bytes) if item.size_bytes is not None else None,
         model_schema=ModelSchema.model_validate(item.model_schema) if item.model_schema else None,
+        runtime=Runtime(item.runtime) if item.runtime else None,
+        runtime_reason=item.runtime_reason,
         upload_deadline=_moment(item.upload_deadline),
     )
 
@@ -437,23 +442,29 @@ def add_version_ready(
     size: int,
     *,
     promote: bool,
+    runtime: Runtime = Runtime.SKLEARN,
+    runtime_reason: str | None = None,
 ) -> None:
-    """Add to `tx` the pending -> ready step of a version (label "version") and, with
-    `promote`, making it the serving version unless a newer one serves or the model is
-    archived (label "model")."""
+    """Add to `tx` the pending -> ready step of a version (label "version"), recording what
+    serves it, and, with `promote`, making it the serving version unless a newer one serves
+    or the model is archived (label "model")."""
     item = bind_table(_ModelItem, table_name)
     now = _now()
     described = schema.model_dump()
+    actions = [
+        item.status.set(str(VersionStatus.READY)),
+        item.model_schema.set(described),
+        item.registered_at.set(now),
+        item.size_bytes.set(size),
+        item.runtime.set(str(runtime)),
+        item.awaiting_upload.remove(),
+    ]
+    if runtime_reason is not None:
+        actions.append(item.runtime_reason.set(runtime_reason))
     tx.update(
         "version",
         item(model_id, version_sk(version)),
-        actions=[
-            item.status.set(str(VersionStatus.READY)),
-            item.model_schema.set(described),
-            item.registered_at.set(now),
-            item.size_bytes.set(size),
-            item.awaiting_upload.remove(),
-        ],
+        actions=actions,
         condition=item.status == str(VersionStatus.PENDING),
     )
     if promote:

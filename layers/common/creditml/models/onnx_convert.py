@@ -1,0 +1,384 @@
+"""Convert fitted scikit-learn tree models to exact double-precision ONNX graphs.
+
+Only families whose arithmetic can be reproduced bit for bit are converted; everything else
+raises NotConvertible with a sentence for the model's owner. How scikit-learn (1.9) computes,
+and how each graph mirrors it (see docs/DECISIONS.md, "ONNX serving"):
+
+- Every tree predictor casts its input to float32 and compares it with float64 thresholds
+  (`x <= t` goes left; NaN follows `missing_go_to_left`). The graph does the same:
+  Cast(FLOAT) -> Cast(DOUBLE) -> ai.onnx.ml TreeEnsemble (opset 5) with BRANCH_LEQ and the
+  thresholds untouched, `nodes_missing_value_tracks_true = missing_go_to_left`.
+- TreeEnsemble opset 5 gives each leaf one target, so a K-class tree becomes K copies (copy
+  k weighs leaves by `value[:, 0, k]`), kept in estimator order: SUM then adds them in the
+  same order as scikit-learn's accumulation (one intra-op thread; see onnx_runtime).
+- Forests divide the sum by the number of trees; ArgMax (first maximum, as numpy) picks the
+  class index, and the stored `classes_` map it to a label outside the graph.
+- GradientBoosting starts from its (constant) init prediction: it goes first, as a one-leaf
+  tree, so 0 + init + lr*v1 + lr*v2 ... rounds exactly like `predict_stages`. Leaf weights
+  are `learning_rate * value` computed in float64 as scikit-learn does. Binary labels come
+  from `raw >= 0`, probabilities from 1 / (1 + exp(-raw)) (bit-exact against scipy's expit
+  where ONNX Sigmoid is not); multiclass uses a composed softmax (within 1e-12).
+
+scikit-learn is never imported here: families are recognised by class name and module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from creditml.models.onnx_proto import DOUBLE, FLOAT, INT64, Node, ValueInfo, model_bytes
+
+ML = "ai.onnx.ml"
+INPUT = "X"
+LABEL = "label"
+PROBABILITIES = "probabilities"
+VALUE = "value"
+
+# metadata_props keys (read by creditml.models.onnx_runtime)
+META_KIND = "creditml.kind"  # "classifier" | "regressor"
+META_CLASSES = "creditml.classes"  # JSON {"dtype": numpy dtype str, "values": [...]}
+META_N_FEATURES = "creditml.n_features"
+META_FLOAT32_INPUT = "creditml.float32_input"  # "1": inputs must fit float32, as sklearn checks
+META_ALLOW_NAN = "creditml.allow_nan"  # "1": NaN inputs are routed, "0": refused
+META_ESTIMATOR = "creditml.estimator"
+
+_TREES = {
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "ExtraTreeClassifier",
+    "ExtraTreeRegressor",
+}
+_FORESTS = {
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+}
+_BOOSTING = {"GradientBoostingClassifier", "GradientBoostingRegressor"}
+_CONSTANT_INITS = {"DummyClassifier", "DummyRegressor"}
+_CLASS_DTYPES = "biufUO"
+
+
+class NotConvertible(Exception):
+    """This model has no exact ONNX converter; `reason` says why, for its owner."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe(model: Any) -> str:
+    """The estimator as its owner knows it, e.g. Pipeline[StandardScaler, SVC]."""
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list):
+        inner = ", ".join(describe(s) for _, s in steps if s not in (None, "passthrough"))
+        return f"{type(model).__name__}[{inner}]"
+    return type(model).__name__
+
+
+def to_onnx(model: Any) -> bytes:
+    """The exact ONNX graph of a fitted tree model, or NotConvertible with the reason."""
+    kind = type(model)
+    name = kind.__name__
+    if not kind.__module__.startswith("sklearn.") or name not in _TREES | _FORESTS | _BOOSTING:
+        raise NotConvertible(f"no exact ONNX converter for {describe(model)}")
+    if getattr(model, "n_outputs_", 1) != 1:
+        raise NotConvertible(f"the {name} predicts several outputs per row")
+    n_features = getattr(model, "n_features_in_", None)
+    if not isinstance(n_features, int) or n_features < 1:
+        raise NotConvertible(f"the {name} does not record its number of features")
+    is_classifier = hasattr(model, "classes_")
+    if name in _BOOSTING:
+        graph = _boosting_graph(model, n_features, is_classifier)
+    else:
+        graph = _forest_graph(model, n_features, is_classifier)
+    metadata = {
+        META_KIND: "classifier" if is_classifier else "regressor",
+        META_N_FEATURES: str(n_features),
+        META_FLOAT32_INPUT: "1",
+        META_ALLOW_NAN: "1" if _accepts_nan(model, n_features) else "0",
+        META_ESTIMATOR: name,
+    }
+    if is_classifier:
+        metadata[META_CLASSES] = encode_classes(model.classes_)
+    return model_bytes(
+        graph.nodes,
+        [ValueInfo(INPUT, DOUBLE, ["N", n_features])],
+        graph.outputs,
+        graph.initializers,
+        metadata,
+    )
+
+
+def encode_classes(classes: Any) -> str:
+    """`classes_` as JSON (values and numpy dtype), so labels come back with the dtype and
+    values scikit-learn's predict returns."""
+    values = np.asarray(classes)
+    if values.ndim != 1 or values.dtype.kind not in _CLASS_DTYPES:
+        raise NotConvertible(f"class labels of type {values.dtype} cannot be stored")
+    listed = values.tolist()
+    if values.dtype.kind == "O" and not all(isinstance(v, str) for v in listed):
+        raise NotConvertible("class labels of mixed or non-text object types cannot be stored")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise NotConvertible("non-finite class labels cannot be stored")
+    return json.dumps({"dtype": values.dtype.str, "values": listed})
+
+
+def decode_classes(text: str) -> NDArray[Any]:
+    """The inverse of encode_classes."""
+    document = json.loads(text)
+    return np.array(document["values"], dtype=np.dtype(document["dtype"]))
+
+
+def _accepts_nan(model: Any, n_features: int) -> bool:
+    # Whether scikit-learn routes NaN (trees fitted with missing values) or refuses it: the
+    # served model refuses exactly when the original would.
+    try:
+        model.predict(np.full((1, n_features), np.nan))
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- tree ensembles
+@dataclass
+class _Graph:
+    nodes: list[Node]
+    outputs: list[ValueInfo]
+    initializers: dict[str, Any]
+
+
+@dataclass
+class _Structure:
+    """One tree's split nodes in TreeEnsemble order, with child ids local to the tree."""
+
+    features: NDArray[np.int64]
+    splits: NDArray[np.float64]
+    missing_left: NDArray[np.int64]
+    true_ids: NDArray[np.int64]
+    true_leaf: NDArray[np.int64]
+    false_ids: NDArray[np.int64]
+    false_leaf: NDArray[np.int64]
+    root: int
+    leaves: NDArray[np.int64]  # sklearn node index of each leaf, in leaf order
+
+
+def _structure(tree: Any) -> _Structure:
+    left = np.asarray(tree.children_left, dtype=np.int64)
+    right = np.asarray(tree.children_right, dtype=np.int64)
+    is_leaf = left == -1
+    internal = np.flatnonzero(~is_leaf)
+    leaves = np.flatnonzero(is_leaf)
+    if internal.size == 0:  # a single leaf: one split whose branches both reach it
+        zero = np.zeros(1, dtype=np.int64)
+        one = np.ones(1, dtype=np.int64)
+        return _Structure(zero, np.zeros(1), zero, zero, one, zero, one, root=0, leaves=leaves)
+    position = np.zeros(left.size, dtype=np.int64)
+    position[internal] = np.arange(internal.size)
+    position[leaves] = np.arange(leaves.size)
+    missing = getattr(tree, "missing_go_to_left", None)
+    lefts, rights = left[internal], right[internal]
+    return _Structure(
+        features=np.asarray(tree.feature, dtype=np.int64)[internal],
+        splits=np.asarray(tree.threshold, dtype=np.float64)[internal],
+        missing_left=(
+            np.zeros(internal.size, dtype=np.int64)
+            if missing is None
+            else np.asarray(missing, dtype=np.int64)[internal]
+        ),
+        true_ids=position[lefts],
+        true_leaf=is_leaf[lefts].astype(np.int64),
+        false_ids=position[rights],
+        false_leaf=is_leaf[rights].astype(np.int64),
+        root=int(position[0]),
+        leaves=leaves,
+    )
+
+
+def _constant(value: float) -> tuple[_Structure, NDArray[np.float64]]:
+    zero = np.zeros(1, dtype=np.int64)
+    one = np.ones(1, dtype=np.int64)
+    return _Structure(zero, np.zeros(1), zero, zero, one, zero, one, 0, zero), np.array([value])
+
+
+class _Ensemble:
+    """Accumulates trees (structure + one target's leaf weights) into TreeEnsemble attributes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[NDArray[Any]]] = {}
+        self.roots: list[int] = []
+        self.n_nodes = 0
+        self.n_leaves = 0
+
+    def _add(self, key: str, values: NDArray[Any]) -> None:
+        self.parts.setdefault(key, []).append(values)
+
+    def add(self, tree: _Structure, target: int, weights: NDArray[np.float64]) -> None:
+        node_base, leaf_base = self.n_nodes, self.n_leaves
+        self.roots.append(node_base + tree.root)
+        self._add("feat", tree.features)
+        self._add("split", tree.splits)
+        self._add("miss", tree.missing_left)
+        self._add("tl", tree.true_leaf)
+        self._add("fl", tree.false_leaf)
+        self._add("tn", np.where(tree.true_leaf == 1, leaf_base, node_base) + tree.true_ids)
+        self._add("fn", np.where(tree.false_leaf == 1, leaf_base, node_base) + tree.false_ids)
+        self._add("target", np.full(weights.size, target, dtype=np.int64))
+        self._add("weight", np.asarray(weights, dtype=np.float64))
+        self.n_nodes += tree.features.size
+        self.n_leaves += weights.size
+
+    def node(self, output: str, n_targets: int) -> Node:
+        joined = {key: np.concatenate(values) for key, values in self.parts.items()}
+        attributes = {
+            "aggregate_function": 1,  # SUM
+            "post_transform": 0,  # NONE
+            "n_targets": n_targets,
+            "tree_roots": self.roots,
+            "nodes_featureids": joined["feat"].tolist(),
+            "nodes_splits": joined["split"].astype(np.float64),
+            "nodes_modes": np.zeros(self.n_nodes, dtype=np.uint8),  # BRANCH_LEQ
+            "nodes_truenodeids": joined["tn"].tolist(),
+            "nodes_trueleafs": joined["tl"].tolist(),
+            "nodes_falsenodeids": joined["fn"].tolist(),
+            "nodes_falseleafs": joined["fl"].tolist(),
+            "nodes_missing_value_tracks_true": joined["miss"].tolist(),
+            "leaf_targetids": joined["target"].tolist(),
+            "leaf_weights": joined["weight"],
+        }
+        return Node("TreeEnsemble", ["x64"], [output], attributes, domain=ML)
+
+
+def _cast_input() -> list[Node]:
+    # scikit-learn's validation casts to float32; comparisons then happen in float64
+    return [
+        Node("Cast", [INPUT], ["x32"], {"to": FLOAT}),
+        Node("Cast", ["x32"], ["x64"], {"to": DOUBLE}),
+    ]
+
+
+def _trees_of(model: Any) -> list[Any]:
+    if hasattr(model, "tree_"):
+        return [model.tree_]
+    return [estimator.tree_ for estimator in model.estimators_]
+
+
+def _forest_graph(model: Any, n_features: int, is_classifier: bool) -> _Graph:
+    trees = _trees_of(model)
+    n_targets = len(model.classes_) if is_classifier else 1
+    ensemble = _Ensemble()
+    for tree in trees:
+        structure = _structure(tree)
+        values = np.asarray(tree.value, dtype=np.float64)
+        if values.ndim != 3 or values.shape[2] < n_targets:
+            raise NotConvertible(f"a tree of the {type(model).__name__} has unexpected values")
+        for k in range(n_targets):  # one copy per class, in tree order
+            ensemble.add(structure, k, values[structure.leaves, 0, k])
+    nodes = [*_cast_input(), ensemble.node("sum", n_targets)]
+    initializers: dict[str, Any] = {"n_trees": np.array(float(len(trees)))}
+    scores = "sum"
+    if len(trees) > 1:  # a forest averages: sum in order, then divide once
+        nodes.append(Node("Div", ["sum", "n_trees"], ["mean"]))
+        scores = "mean"
+    if not is_classifier:
+        nodes.append(Node("Identity", [scores], [VALUE]))
+        return _Graph(nodes, [ValueInfo(VALUE, DOUBLE, ["N", 1])], initializers)
+    nodes += [
+        Node("Identity", [scores], [PROBABILITIES]),
+        Node("ArgMax", [scores], [LABEL], {"axis": 1, "keepdims": 0}),
+    ]
+    return _Graph(nodes, _classifier_outputs(n_targets), initializers)
+
+
+def _classifier_outputs(n_classes: int) -> list[ValueInfo]:
+    return [
+        ValueInfo(LABEL, INT64, ["N"]),
+        ValueInfo(PROBABILITIES, DOUBLE, ["N", n_classes]),
+    ]
+
+
+def _init_raw(model: Any, n_features: int) -> NDArray[np.float64]:
+    init = model.init_
+    if isinstance(init, str) and init == "zero":
+        return np.zeros(model.estimators_.shape[1])
+    if type(init).__name__ not in _CONSTANT_INITS or getattr(init, "strategy", "") == "stratified":
+        raise NotConvertible(
+            f"the {type(model).__name__} starts from a {type(init).__name__}, "
+            "which is not a constant prediction"
+        )
+    probes = np.vstack([np.zeros(n_features), np.ones(n_features)])
+    raw = np.asarray(model._raw_predict_init(probes), dtype=np.float64)
+    if not np.array_equal(raw[0], raw[1]):
+        raise NotConvertible(f"the {type(model).__name__}'s initial prediction is not constant")
+    first: NDArray[np.float64] = raw[0]
+    return first
+
+
+def _boosting_graph(model: Any, n_features: int, is_classifier: bool) -> _Graph:
+    stages = np.asarray(model.estimators_, dtype=object)
+    n_targets = stages.shape[1]
+    ensemble = _Ensemble()
+    for k, value in enumerate(_init_raw(model, n_features)):
+        structure, weights = _constant(float(value))
+        ensemble.add(structure, k, weights)
+    rate = model.learning_rate
+    for stage in stages:
+        for k in range(n_targets):
+            tree = stage[k].tree_
+            structure = _structure(tree)
+            # exactly predict_stages' product: learning_rate * value, in float64
+            weights = rate * np.asarray(tree.value, dtype=np.float64)[structure.leaves, 0, 0]
+            ensemble.add(structure, k, weights)
+    nodes = [*_cast_input(), ensemble.node("raw", n_targets)]
+    if not is_classifier:
+        nodes.append(Node("Identity", ["raw"], [VALUE]))
+        return _Graph(nodes, [ValueInfo(VALUE, DOUBLE, ["N", 1])], {})
+    loss = type(getattr(model, "_loss", None)).__name__
+    if n_targets == 1 and loss in ("HalfBinomialLoss", "ExponentialLoss"):
+        return _binary_boosting(nodes, scale=2.0 if loss == "ExponentialLoss" else 1.0)
+    if n_targets > 1 and loss == "HalfMultinomialLoss":
+        return _multiclass_boosting(nodes, n_targets)
+    raise NotConvertible(f"no exact ONNX converter for a GradientBoostingClassifier with {loss}")
+
+
+def _binary_boosting(nodes: list[Node], scale: float) -> _Graph:
+    nodes += [
+        # the label comes from the raw score (raw >= 0), never from a rounded probability
+        Node("GreaterOrEqual", ["raw", "zero"], ["positive"]),
+        Node("Cast", ["positive"], ["positive64"], {"to": INT64}),
+        Node("Reshape", ["positive64", "flat"], [LABEL]),
+        # scipy's expit(scale * raw) as 1 / (1 + exp(-x)): bit-exact where Sigmoid is not
+        Node("Mul", ["raw", "scale"], ["logit"]),
+        Node("Neg", ["logit"], ["negated"]),
+        Node("Exp", ["negated"], ["odds"]),
+        Node("Add", ["one", "odds"], ["denominator"]),
+        Node("Div", ["one", "denominator"], ["p1"]),
+        Node("Sub", ["one", "p1"], ["p0"]),
+        Node("Concat", ["p0", "p1"], [PROBABILITIES], {"axis": 1}),
+    ]
+    initializers = {
+        "zero": np.array(0.0),
+        "one": np.array(1.0),
+        "scale": np.array(scale),
+        "flat": np.array([-1], dtype=np.int64),
+    }
+    return _Graph(nodes, _classifier_outputs(2), initializers)
+
+
+def _multiclass_boosting(nodes: list[Node], n_classes: int) -> _Graph:
+    # sklearn.utils.extmath.softmax: subtract the row max, exp, divide by the row sum
+    nodes += [
+        Node("ArgMax", ["raw"], [LABEL], {"axis": 1, "keepdims": 0}),
+        Node("ReduceMax", ["raw", "axis1"], ["row_max"], {"keepdims": 1}),
+        Node("Sub", ["raw", "row_max"], ["shifted"]),
+        Node("Exp", ["shifted"], ["exps"]),
+        Node("ReduceSum", ["exps", "axis1"], ["total"], {"keepdims": 1}),
+        Node("Div", ["exps", "total"], [PROBABILITIES]),
+    ]
+    initializers = {"axis1": np.array([1], dtype=np.int64)}
+    return _Graph(nodes, _classifier_outputs(n_classes), initializers)
