@@ -52,9 +52,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from reports import bench_aggregator_writes, in_process_aws  # noqa: E402
 from stack import file_of  # noqa: E402
 
-# Used only when this run has no measurement of its own: the issue's figures (ONNX probe of
-# the same forest; predict import + first prediction on main before issue 15).
-ONNX_COMPUTE_MS_UNMEASURED = 0.0126
+# Used only when this run has no measurement of its own: the issue's figure (predict import +
+# first prediction on main before issue 15).
 COLD_INIT_MS_UNMEASURED = 1520.0
 ASSUMPTIONS = {
     "dynamodb_round_trip_ms": 5,
@@ -252,23 +251,13 @@ def _median_ms(action: Callable[[], Any], runs: int) -> float:
 
 
 def _onnx_compute_ms(model: Any, row: np.ndarray, runs: int) -> tuple[float, str]:
-    try:
-        import onnxruntime
+    from creditml.models.onnx_convert import to_onnx
+    from creditml.models.onnx_runtime import OnnxModel
 
-        from creditml.models.onnx_convert import to_onnx
-    except ImportError:
-        return ONNX_COMPUTE_MS_UNMEASURED, "NOT MEASURED: the issue's probe figure, re-run"
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
-        to_onnx(model), options, providers=["CPUExecutionProvider"]
-    )
-    name = session.get_inputs()[0].name
-    dtype = np.float32 if "float)" in session.get_inputs()[0].type else np.float64
-    feed = {name: row.astype(dtype)}
-    return _median_ms(lambda: session.run(None, feed), runs), (
-        "measured: ONNX Runtime, one intra-op thread, graph from onnx_convert.to_onnx (median)"
+    served = OnnxModel.load(to_onnx(model))  # what predict serves: our session options
+    return _median_ms(lambda: served.run(row), runs), (
+        "measured: OnnxModel.run (labels and probabilities, one session run, one intra-op "
+        "thread, input checks included; median)"
     )
 
 

@@ -49,6 +49,9 @@ def test_every_benchmark_runs_at_a_small_size() -> None:
     results = _small_run()
     assert results["dynamodb_calls_per_warm_predict"] == 1
     assert results["warm_overhead_median_ms"] > 0
+    # The forest is served by its ONNX graph (asserted by the benchmark), in one DynamoDB call.
+    assert results["dynamodb_calls_per_warm_onnx_predict"] == 1
+    assert results["warm_onnx_forest_compute_median_ms"] > 0
     assert results["aggregator_predictions"] == 30
     assert 1 < results["aggregator_items_per_prediction"] <= 4
     assert results["usage_counter_items_read"] == 5 * 30
