@@ -9,7 +9,8 @@ Measures, each in one run (targets: docs/CONTRACT.md, section 8, performance bud
                           served by ONNX (its session run)              target <= 0.3 ms median
                           and a LogisticRegression served by scikit-learn      <= 0.5 ms
   DynamoDB calls / warm predict  (moto, nothing stubbed)                 target == 1
-  cold auth import        fresh process, median of 5                    target <= 250 ms
+  cold imports            every function's import, fresh process, median of 5 (auth target
+                          <= 250 ms): benchmarks/cold_start.py
   cold predict            fresh process: predict import + first prediction of a ~1 MB forest
                           served by ONNX, from the local stack, median of 5   target <= 0.6 s
   model load ratio        fetch + reassemble + decrypt + ONNX session of a ~1 MB and a ~50 MB
@@ -70,6 +71,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from creditml.devstack.template import Template  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from cold_start import bench_cold_imports  # noqa: E402
 from costs import TARGETS as COST_TARGETS  # noqa: E402
 from costs import bench_costs  # noqa: E402
 from costs import notes as cost_notes  # noqa: E402
@@ -257,36 +259,6 @@ def _count_aws_calls(action: Callable[[], Any]) -> list[str]:
     finally:
         BaseClient._make_api_call = original  # type: ignore[method-assign]
     return calls
-
-
-IMPORT_PROBE = """
-import importlib.util, sys, time
-started = time.perf_counter()
-spec = importlib.util.spec_from_file_location("app", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-elapsed = time.perf_counter() - started
-heavy = sorted(m for m in ("sklearn", "scipy", "numpy") if m in sys.modules)
-print(elapsed, ",".join(heavy))
-"""
-
-
-def bench_auth_import(runs: int = 5) -> dict[str, Any]:
-    times, heavy = [], set()
-    for _ in range(runs):
-        out = subprocess.run(
-            [PYTHON, "-c", IMPORT_PROBE, str(ROOT / "functions/auth/app.py")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        times.append(float(out[0]) * 1000)
-        heavy.update(out[1:])
-    return {
-        "cold_auth_import_median_ms": statistics.median(times),
-        "cold_auth_import_runs_ms": times,
-        "auth_loads_ml": sorted(heavy),
-    }
 
 
 COLD_PREDICT_PROBE = """
@@ -599,7 +571,7 @@ def main() -> int:
     BENCH_LOG.unlink(missing_ok=True)
     with quiet():
         results |= bench_warm_path()
-        results |= bench_auth_import()
+        results |= bench_cold_imports(5)
         results |= bench_cold_predict_and_load()
         results |= bench_reports()
         results |= bench_web()

@@ -203,3 +203,20 @@ def test_a_failure_before_any_route_is_logged_with_its_raw_path(
     assert line["correlation_id"] == "req-before-routing"
     assert line["exception_name"] == "ValueError"
     assert TOKEN not in output.out + output.err
+
+
+def test_disabled_metrics_are_neither_kept_nor_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Powertools keeps metrics even when disabled and prints them at every 100th value: the
+    # local stack and the benchmarks printed kilobytes of EMF. Disabled, nothing is kept.
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for _ in range(250):
+        record_metric("BenchmarkNoise", 1)
+    assert "BenchmarkNoise" not in capsys.readouterr().out
+    # Enabled, the same values are flushed as EMF (so the check above can see them).
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CreditMLTest")
+    for _ in range(250):
+        record_metric("BenchmarkNoise", 1)
+    assert "BenchmarkNoise" in capsys.readouterr().out

@@ -23,10 +23,18 @@ from typing import Any, TextIO, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from creditml.settings import get_settings
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+
+# What X-Ray traces: the AWS SDK calls, the only calls this code makes (boto3 clients and
+# pynamodb, which calls botocore; pynamodb's patch adds its own subsegment, as patch_all
+# did). Powertools' default, patch_all, would also import and patch every other library it
+# knows (http.client, sqlite3, requests, httpx, ...) while the function's module is
+# imported: tens of milliseconds of every cold start for calls never made.
+TRACED_MODULES = ("botocore", "pynamodb")
 
 _invoked_service: ContextVar[str | None] = ContextVar("creditml_invoked_service", default=None)
 
@@ -50,7 +58,8 @@ class Telemetry:
 
     service: str
     logger: Logger
-    tracer: Tracer
+    # None where tracing is off (outside Lambda, POWERTOOLS_TRACE_DISABLED, SAM local).
+    tracer: Tracer | None
     metrics: Metrics
 
 
@@ -64,9 +73,25 @@ def telemetry(service: str) -> Telemetry:
     return Telemetry(
         service=service,
         logger=Logger(service=service, logger_handler=_StdoutHandler()),
-        tracer=Tracer(service=service),
+        tracer=_tracer(service),
         metrics=Metrics(service=service),
     )
+
+
+def _tracer(service: str) -> Tracer | None:
+    """Function `service`'s tracer with the AWS SDKs patched, or None where tracing is off.
+
+    Patched here, when the tracer is made: `observed` makes it when the function's module
+    is imported (`lambda_handler(app, ...)`, `@observed(...)`), so before any request and
+    therefore before the first AWS SDK call (nothing calls AWS at import). Where tracing is
+    off no tracer is made at all: Powertools' disabled Tracer still imports the X-Ray SDK,
+    whose recorder creates two botocore X-Ray clients outside Lambda.
+    """
+    if not get_settings().tracing_enabled:
+        return None
+    tracer = Tracer(service=service, auto_patch=False)
+    tracer.patch(TRACED_MODULES)
+    return tracer
 
 
 def current() -> Telemetry:
@@ -83,6 +108,10 @@ def logger() -> Logger:
 def record_metric(name: str, value: float) -> None:
     """Add a metric (CloudWatch EMF) to the invocation's set, flushed when it ends; names
     ending in "Time" are milliseconds, all others counts."""
+    if is_metrics_disabled():
+        # Powertools keeps disabled metrics anyway and prints them every 100 values: the
+        # local stack, tests and benchmarks (POWERTOOLS_METRICS_DISABLED) would fill stdout.
+        return
     unit = MetricUnit.Milliseconds if name.endswith("Time") else MetricUnit.Count
     current().metrics.add_metric(name=name, unit=unit, value=value)
 
@@ -102,13 +131,12 @@ def observed(
 
     def decorate(handler: HandlerT) -> HandlerT:
         # Powertools' decorators are untyped; the result keeps the handler's signature.
+        instrumented = tools.metrics.log_metrics(capture_cold_start_metric=True)(handler)
+        if tools.tracer is not None:
+            instrumented = tools.tracer.capture_lambda_handler(capture_response=False)(instrumented)
         instrumented = tools.logger.inject_lambda_context(
             correlation_id_path=correlation_id_path, log_event=False
-        )(
-            tools.tracer.capture_lambda_handler(capture_response=False)(
-                tools.metrics.log_metrics(capture_cold_start_metric=True)(handler)
-            )
-        )
+        )(instrumented)
 
         @functools.wraps(handler)
         def as_service(event: Any, context: Any) -> Any:

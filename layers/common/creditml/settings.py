@@ -79,6 +79,18 @@ class Settings(BaseModel):
     # Predictions per account, and other authenticated requests per user or API key, per
     # minute (DESIGN §12); above it, 429 rate_limited.
     rate_limit_per_minute: int = Field(600, alias="RATE_LIMIT_PER_MINUTE", ge=1)
+    # Tracing (X-Ray through Powertools) is on where Powertools turns it on: inside Lambda
+    # (LAMBDA_TASK_ROOT is set), not under SAM local or Chalice, unless disabled explicitly.
+    lambda_task_root: str = Field("", alias="LAMBDA_TASK_ROOT")
+    trace_disabled: bool = Field(False, alias="POWERTOOLS_TRACE_DISABLED")
+    sam_local: str = Field("", alias="AWS_SAM_LOCAL")
+    chalice_local: str = Field("", alias="AWS_CHALICE_CLI_MODE")
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether X-Ray tracing runs (creditml.observability); Powertools' own rule."""
+        emulated = bool(self.sam_local or self.chalice_local)
+        return bool(self.lambda_task_root) and not emulated and not self.trace_disabled
 
 
 @cache
