@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from creditml.models.onnx_proto import DOUBLE, FLOAT, INT64, Node, ValueInfo, model_bytes
+from creditml.models.onnx_proto import DOUBLE, FLOAT, INT64, Ints, Node, ValueInfo, model_bytes
 
 ML = "ai.onnx.ml"
 INPUT = "X"
@@ -154,8 +154,10 @@ class _Graph:
 
 
 @dataclass
-class _Structure:
-    """One tree's split nodes in TreeEnsemble order, with child ids local to the tree."""
+class _Stacked:
+    """Several trees' split nodes (TreeEnsemble order within each tree, child ids local to
+    their tree) and leaves, stacked tree after tree. A tree of a single leaf gets one split
+    whose branches both reach that leaf."""
 
     features: NDArray[np.int64]
     splits: NDArray[np.float64]
@@ -164,94 +166,129 @@ class _Structure:
     true_leaf: NDArray[np.int64]
     false_ids: NDArray[np.int64]
     false_leaf: NDArray[np.int64]
-    root: int
-    leaves: NDArray[np.int64]  # sklearn node index of each leaf, in leaf order
+    split_counts: NDArray[np.int64]  # per tree
+    leaves: NDArray[np.int64]  # stacked node index of each leaf, tree after tree
+    leaf_counts: NDArray[np.int64]  # per tree
 
 
-def _structure(tree: Any) -> _Structure:
-    left = np.asarray(tree.children_left, dtype=np.int64)
-    right = np.asarray(tree.children_right, dtype=np.int64)
-    is_leaf = left == -1
-    internal = np.flatnonzero(~is_leaf)
-    leaves = np.flatnonzero(is_leaf)
-    if internal.size == 0:  # a single leaf: one split whose branches both reach it
-        zero = np.zeros(1, dtype=np.int64)
-        one = np.ones(1, dtype=np.int64)
-        return _Structure(zero, np.zeros(1), zero, zero, one, zero, one, root=0, leaves=leaves)
-    position = np.zeros(left.size, dtype=np.int64)
-    position[internal] = np.arange(internal.size)
-    position[leaves] = np.arange(leaves.size)
+class _Leaf:
+    """A constant tree (gradient boosting's initial prediction): a single leaf."""
+
+    children_left = children_right = np.array([-1], dtype=np.int64)
+    feature = np.array([-2], dtype=np.int64)
+    threshold = np.array([-2.0])
+    missing_go_to_left = np.zeros(1, dtype=np.uint8)
+
+
+def _starts(counts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Where each block of `counts` begins when they are laid end to end."""
+    starts = np.zeros(counts.size, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return starts
+
+
+def _ranges(starts: NDArray[np.int64], counts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]), vectorized."""
+    shift = np.repeat(starts - _starts(counts), counts)
+    return np.arange(int(counts.sum()), dtype=np.int64) + shift
+
+
+def _missing(tree: Any) -> NDArray[np.int64]:
     missing = getattr(tree, "missing_go_to_left", None)
-    lefts, rights = left[internal], right[internal]
-    return _Structure(
-        features=np.asarray(tree.feature, dtype=np.int64)[internal],
-        splits=np.asarray(tree.threshold, dtype=np.float64)[internal],
-        missing_left=(
-            np.zeros(internal.size, dtype=np.int64)
-            if missing is None
-            else np.asarray(missing, dtype=np.int64)[internal]
-        ),
-        true_ids=position[lefts],
-        true_leaf=is_leaf[lefts].astype(np.int64),
-        false_ids=position[rights],
-        false_leaf=is_leaf[rights].astype(np.int64),
-        root=int(position[0]),
-        leaves=leaves,
+    if missing is None:
+        return np.zeros(len(tree.children_left), dtype=np.int64)
+    return np.asarray(missing, dtype=np.int64)
+
+
+def _stack(trees: list[Any]) -> _Stacked:
+    left = [np.asarray(t.children_left, dtype=np.int64) for t in trees]
+    counts = np.array([a.size for a in left], dtype=np.int64)
+    tree_of = np.repeat(np.arange(len(trees)), counts)
+    is_leaf = np.concatenate(left) == -1
+    base = _starts(counts)[tree_of]  # stacked index of each node's tree root
+    # each node's position among its tree's splits (or leaves): a rank, less the earlier trees'
+    position = np.empty(is_leaf.size, dtype=np.int64)
+    for chosen in (~is_leaf, is_leaf):
+        in_tree = tree_of[chosen]
+        earlier = _starts(np.bincount(in_tree, minlength=len(trees)))[in_tree]
+        position[chosen] = np.arange(in_tree.size) - earlier
+    internal = np.flatnonzero(~is_leaf)
+    lefts = np.concatenate(left)[internal] + base[internal]
+    rights = np.concatenate([np.asarray(t.children_right, dtype=np.int64) for t in trees])
+    rights = rights[internal] + base[internal]
+    columns: list[NDArray[Any]] = [
+        np.concatenate([np.asarray(t.feature, dtype=np.int64) for t in trees])[internal],
+        np.concatenate([np.asarray(t.threshold, dtype=np.float64) for t in trees])[internal],
+        np.concatenate([_missing(t) for t in trees])[internal],
+        position[lefts],
+        is_leaf[lefts].astype(np.int64),
+        position[rights],
+        is_leaf[rights].astype(np.int64),
+    ]
+    split_counts = np.bincount(tree_of[internal], minlength=len(trees))
+    single = np.flatnonzero(split_counts == 0)  # single leaves: feature 0 <= 0.0, both to leaf 0
+    if single.size:
+        at = _starts(split_counts)[single]
+        columns = [
+            np.insert(c, at, v) for c, v in zip(columns, (0, 0.0, 0, 0, 1, 0, 1), strict=True)
+        ]
+    features, splits, missing, true_ids, true_leaf, false_ids, false_leaf = columns
+    return _Stacked(
+        features,
+        splits,
+        missing,
+        true_ids,
+        true_leaf,
+        false_ids,
+        false_leaf,
+        split_counts=np.maximum(split_counts, 1),
+        leaves=np.flatnonzero(is_leaf),
+        leaf_counts=np.bincount(tree_of[is_leaf], minlength=len(trees)),
     )
 
 
-def _constant(value: float) -> tuple[_Structure, NDArray[np.float64]]:
-    zero = np.zeros(1, dtype=np.int64)
-    one = np.ones(1, dtype=np.int64)
-    return _Structure(zero, np.zeros(1), zero, zero, one, zero, one, 0, zero), np.array([value])
-
-
-class _Ensemble:
-    """Accumulates trees (structure + one target's leaf weights) into TreeEnsemble attributes."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, list[NDArray[Any]]] = {}
-        self.roots: list[int] = []
-        self.n_nodes = 0
-        self.n_leaves = 0
-
-    def _add(self, key: str, values: NDArray[Any]) -> None:
-        self.parts.setdefault(key, []).append(values)
-
-    def add(self, tree: _Structure, target: int, weights: NDArray[np.float64]) -> None:
-        node_base, leaf_base = self.n_nodes, self.n_leaves
-        self.roots.append(node_base + tree.root)
-        self._add("feat", tree.features)
-        self._add("split", tree.splits)
-        self._add("miss", tree.missing_left)
-        self._add("tl", tree.true_leaf)
-        self._add("fl", tree.false_leaf)
-        self._add("tn", np.where(tree.true_leaf == 1, leaf_base, node_base) + tree.true_ids)
-        self._add("fn", np.where(tree.false_leaf == 1, leaf_base, node_base) + tree.false_ids)
-        self._add("target", np.full(weights.size, target, dtype=np.int64))
-        self._add("weight", np.asarray(weights, dtype=np.float64))
-        self.n_nodes += tree.features.size
-        self.n_leaves += weights.size
-
-    def node(self, output: str, n_targets: int) -> Node:
-        joined = {key: np.concatenate(values) for key, values in self.parts.items()}
-        attributes = {
-            "aggregate_function": 1,  # SUM
-            "post_transform": 0,  # NONE
-            "n_targets": n_targets,
-            "tree_roots": self.roots,
-            "nodes_featureids": joined["feat"].tolist(),
-            "nodes_splits": joined["split"].astype(np.float64),
-            "nodes_modes": np.zeros(self.n_nodes, dtype=np.uint8),  # BRANCH_LEQ
-            "nodes_truenodeids": joined["tn"].tolist(),
-            "nodes_trueleafs": joined["tl"].tolist(),
-            "nodes_falsenodeids": joined["fn"].tolist(),
-            "nodes_falseleafs": joined["fl"].tolist(),
-            "nodes_missing_value_tracks_true": joined["miss"].tolist(),
-            "leaf_targetids": joined["target"].tolist(),
-            "leaf_weights": joined["weight"],
-        }
-        return Node("TreeEnsemble", ["x64"], [output], attributes, domain=ML)
+def _ensemble(
+    stacked: _Stacked,
+    members: NDArray[np.int64],
+    targets: NDArray[np.int64],
+    weights: tuple[NDArray[np.float64], NDArray[np.int64]],
+    output: str,
+    n_targets: int,
+) -> Node:
+    """A TreeEnsemble of the stacked trees `members` (in that order, repeats allowed): member
+    i is summed into target `targets[i]` with leaf weights `values[leaf, columns[i]]`, where
+    `weights` is (values, columns) and `values` has a row per stacked leaf."""
+    split_counts = stacked.split_counts[members]
+    leaf_counts = stacked.leaf_counts[members]
+    node_base, leaf_base = _starts(split_counts), _starts(leaf_counts)
+    rows = _ranges(_starts(stacked.split_counts)[members], split_counts)
+    leaf_rows = _ranges(_starts(stacked.leaf_counts)[members], leaf_counts)
+    node_bases = np.repeat(node_base, split_counts)
+    leaf_bases = np.repeat(leaf_base, split_counts)
+    true_leaf, false_leaf = stacked.true_leaf[rows], stacked.false_leaf[rows]
+    leaf_targets = np.repeat(targets, leaf_counts)
+    values, columns = weights
+    attributes = {
+        "aggregate_function": 1,  # SUM
+        "post_transform": 0,  # NONE
+        "n_targets": n_targets,
+        "tree_roots": Ints(node_base),  # a tree's root is its first split
+        "nodes_featureids": Ints(stacked.features[rows]),
+        "nodes_splits": stacked.splits[rows],
+        "nodes_modes": np.zeros(rows.size, dtype=np.uint8),  # BRANCH_LEQ
+        "nodes_truenodeids": Ints(
+            np.where(true_leaf == 1, leaf_bases, node_bases) + stacked.true_ids[rows]
+        ),
+        "nodes_trueleafs": Ints(true_leaf),
+        "nodes_falsenodeids": Ints(
+            np.where(false_leaf == 1, leaf_bases, node_bases) + stacked.false_ids[rows]
+        ),
+        "nodes_falseleafs": Ints(false_leaf),
+        "nodes_missing_value_tracks_true": Ints(stacked.missing_left[rows]),
+        "leaf_targetids": Ints(leaf_targets),
+        "leaf_weights": values[leaf_rows, np.repeat(columns, leaf_counts)],
+    }
+    return Node("TreeEnsemble", ["x64"], [output], attributes, domain=ML)
 
 
 def _cast_input() -> list[Node]:
@@ -271,15 +308,16 @@ def _trees_of(model: Any) -> list[Any]:
 def _forest_graph(model: Any, n_features: int, is_classifier: bool) -> _Graph:
     trees = _trees_of(model)
     n_targets = len(model.classes_) if is_classifier else 1
-    ensemble = _Ensemble()
-    for tree in trees:
-        structure = _structure(tree)
-        values = np.asarray(tree.value, dtype=np.float64)
-        if values.ndim != 3 or values.shape[2] < n_targets:
-            raise NotConvertible(f"a tree of the {type(model).__name__} has unexpected values")
-        for k in range(n_targets):  # one copy per class, in tree order
-            ensemble.add(structure, k, values[structure.leaves, 0, k])
-    nodes = [*_cast_input(), ensemble.node("sum", n_targets)]
+    values = [np.asarray(tree.value, dtype=np.float64) for tree in trees]
+    if any(v.ndim != 3 or v.shape[2] < n_targets for v in values):
+        raise NotConvertible(f"a tree of the {type(model).__name__} has unexpected values")
+    stacked = _stack(trees)
+    leaf_values = np.concatenate([v[:, 0, :n_targets] for v in values])[stacked.leaves]
+    # one copy per class, in tree order: tree 0 class 0, tree 0 class 1, ..., tree 1 class 0
+    members = np.repeat(np.arange(len(trees)), n_targets)
+    targets = np.tile(np.arange(n_targets), len(trees))
+    ensemble = _ensemble(stacked, members, targets, (leaf_values, targets), "sum", n_targets)
+    nodes = [*_cast_input(), ensemble]
     initializers: dict[str, Any] = {"n_trees": np.array(float(len(trees)))}
     scores = "sum"
     if len(trees) > 1:  # a forest averages: sum in order, then divide once
@@ -322,19 +360,22 @@ def _init_raw(model: Any, n_features: int) -> NDArray[np.float64]:
 def _boosting_graph(model: Any, n_features: int, is_classifier: bool) -> _Graph:
     stages = np.asarray(model.estimators_, dtype=object)
     n_targets = stages.shape[1]
-    ensemble = _Ensemble()
-    for k, value in enumerate(_init_raw(model, n_features)):
-        structure, weights = _constant(float(value))
-        ensemble.add(structure, k, weights)
-    rate = model.learning_rate
-    for stage in stages:
-        for k in range(n_targets):
-            tree = stage[k].tree_
-            structure = _structure(tree)
-            # exactly predict_stages' product: learning_rate * value, in float64
-            weights = rate * np.asarray(tree.value, dtype=np.float64)[structure.leaves, 0, 0]
-            ensemble.add(structure, k, weights)
-    nodes = [*_cast_input(), ensemble.node("raw", n_targets)]
+    init = _init_raw(model, n_features)
+    # the constant init first (one single-leaf tree per target), then stage after stage
+    trees = [_Leaf() for _ in init] + [e.tree_ for e in stages.ravel()]
+    stacked = _stack(trees)
+    values = np.concatenate(
+        [np.asarray(t.tree_.value, dtype=np.float64)[:, 0, 0] for t in stages.ravel()]
+    )
+    # exactly predict_stages' product: learning_rate * value, in float64
+    leaf_values = np.concatenate(
+        [init, model.learning_rate * values[stacked.leaves[init.size :] - init.size]]
+    )
+    members = np.arange(len(trees))
+    targets = np.concatenate([np.arange(init.size), np.tile(np.arange(n_targets), len(stages))])
+    weights = (leaf_values[:, None], np.zeros(len(trees), dtype=np.int64))
+    ensemble = _ensemble(stacked, members, targets, weights, "raw", n_targets)
+    nodes = [*_cast_input(), ensemble]
     if not is_classifier:
         nodes.append(Node("Identity", ["raw"], [VALUE]))
         return _Graph(nodes, [ValueInfo(VALUE, DOUBLE, ["N", 1])], {})

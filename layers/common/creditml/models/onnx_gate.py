@@ -184,98 +184,135 @@ def _random_rows(trees: list[Any], n_features: int, rng: np.random.Generator) ->
     return rows
 
 
-def _f32_floor(value: float) -> np.float64:
-    """The largest float32 value <= `value`, as a float64."""
-    down = np.float32(value)
-    if np.float64(down) > value:
-        down = np.nextafter(down, np.float32(-np.inf))
-    return np.float64(down)
+def _f32_floor(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The largest float32 value <= each value, as float64 (+-inf stay)."""
+    with np.errstate(over="ignore"):
+        down = values.astype(np.float32)
+    over = down.astype(np.float64) > values
+    down[over] = np.nextafter(down[over], np.float32(-np.inf))
+    return down.astype(np.float64)
 
 
-def _f32_above(value: float) -> np.float64:
-    """The smallest float32 value > `value`, as a float64."""
-    return np.float64(np.nextafter(np.float32(_f32_floor(value)), np.float32(np.inf)))
+def _f32_above(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The smallest float32 value > each value, as float64."""
+    floor = _f32_floor(values).astype(np.float32)
+    return np.nextafter(floor, np.float32(np.inf)).astype(np.float64)
 
 
-def _inside(low: float, high: float, preferred: float) -> float | None:
-    """A float32 value v with low < v <= high (preferring `preferred`), or None."""
-    for value in (np.float64(np.float32(preferred)), _f32_floor(high), _f32_above(low)):
-        if low < value <= high and np.isfinite(value):
-            return float(value)
-    return None
+def _inside(
+    low: NDArray[np.float64], high: NDArray[np.float64], preferred: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Per cell, a float32 value v with low < v <= high (`preferred` rounded to float32 if it
+    is one, else the largest float32 <= high, else the smallest > low); NaN when none is."""
+    with np.errstate(over="ignore"):
+        rounded = preferred.astype(np.float32).astype(np.float64)
+    chosen = np.full(low.shape, np.nan)
+    for candidate in (_f32_above(low), _f32_floor(high), rounded):  # the last fitting wins
+        fits = (low < candidate) & (candidate <= high) & np.isfinite(candidate)
+        chosen[fits] = candidate[fits]
+    return chosen
 
 
-def _path_row(tree: Any, parents: NDArray[np.int64], node: int, base: NDArray[Any]) -> Any:
-    """`base` changed so that float32 scikit-learn reaches `node`, or None if it cannot."""
-    low: dict[int, float] = {}
-    high: dict[int, float] = {}
-    child, parent = node, parents[node]
-    while parent >= 0:
-        feature, threshold = int(tree.feature[parent]), float(tree.threshold[parent])
-        if tree.children_left[parent] == child:
-            high[feature] = min(high.get(feature, np.inf), threshold)
-        else:
-            low[feature] = max(low.get(feature, -np.inf), threshold)
-        child, parent = parent, parents[parent]
-    row = base.copy()
-    for feature in set(low) | set(high):
-        value = _inside(low.get(feature, -np.inf), high.get(feature, np.inf), row[feature])
-        if value is None:
-            return None
-        row[feature] = value
-    return row
+@dataclass
+class _Nodes:
+    """The nodes of several trees, stacked: children and parents as stacked indices."""
+
+    left: NDArray[np.int64]
+    parent: NDArray[np.int64]
+    feature: NDArray[np.int64]
+    threshold: NDArray[np.float64]
+    starts: NDArray[np.int64]  # each tree's first node
+
+    @classmethod
+    def of(cls, trees: list[Any]) -> _Nodes:
+        counts = np.array([tree.node_count for tree in trees], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        base = np.repeat(starts, counts)
+        left = np.concatenate([tree.children_left for tree in trees]).astype(np.int64)
+        right = np.concatenate([tree.children_right for tree in trees]).astype(np.int64)
+        internal = np.flatnonzero(left != -1)
+        left[internal] += base[internal]
+        right[internal] += base[internal]
+        parent = np.full(left.size, -1, dtype=np.int64)
+        parent[left[internal]] = internal
+        parent[right[internal]] = internal
+        feature = np.concatenate([tree.feature for tree in trees]).astype(np.int64)
+        threshold = np.concatenate([tree.threshold for tree in trees]).astype(np.float64)
+        return cls(left, parent, feature, threshold, starts)
 
 
-def _parents(tree: Any) -> NDArray[np.int64]:
-    parents = np.full(tree.node_count, -1, dtype=np.int64)
-    internal = np.flatnonzero(tree.children_left != -1)
-    parents[tree.children_left[internal]] = internal
-    parents[tree.children_right[internal]] = internal
-    return parents
+def _path_rows(
+    nodes: _Nodes, targets: NDArray[np.int64], base: NDArray[Any]
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """One row per target node: `base` changed so that float32 scikit-learn reaches the
+    node (the features on its root path set inside their intervals), and whether it can."""
+    shape = (targets.size, base.size)
+    low, high = np.full(shape, -np.inf), np.full(shape, np.inf)
+    touched = np.zeros(shape, dtype=bool)
+    child = targets.copy()
+    which = np.arange(targets.size)
+    parent = nodes.parent[child]
+    while which.size:  # one level up per round, every path at once
+        keep = parent >= 0
+        which, child, parent = which[keep], child[keep], parent[keep]
+        feature, threshold = nodes.feature[parent], nodes.threshold[parent]
+        went_left = nodes.left[parent] == child
+        cell = (which, feature)  # one cell per path and round: no repeated index
+        high[cell] = np.where(went_left, np.minimum(high[cell], threshold), high[cell])
+        low[cell] = np.where(went_left, low[cell], np.maximum(low[cell], threshold))
+        touched[cell] = True
+        child, parent = parent, nodes.parent[parent]
+    rows = np.repeat(base[None, :].astype(np.float64), targets.size, axis=0)
+    values = _inside(low[touched], high[touched], rows[touched])
+    rows[touched] = values
+    reachable = ~np.isnan(np.where(touched, rows, 0.0)).any(axis=1)
+    return rows, reachable
 
 
-def _split_values(threshold: float) -> list[float]:
-    if not np.isfinite(threshold):
-        return [float(np.finfo(np.float32).max), 0.0]
-    below = _f32_floor(threshold)
-    return [
-        threshold,
-        float(np.nextafter(threshold, np.inf)),
-        float(np.nextafter(threshold, -np.inf)),
-        float(below),
-        float(_f32_above(below)),
-    ]
+def _split_values(thresholds: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per threshold t: t, nextafter(t, +-inf) and the float32 values either side of t (for
+    an infinite t: float32's largest value and 0, then NaN padding)."""
+    with np.errstate(invalid="ignore"):
+        below = _f32_floor(thresholds)
+        values = np.stack(
+            [
+                thresholds,
+                np.nextafter(thresholds, np.inf),
+                np.nextafter(thresholds, -np.inf),
+                below,
+                _f32_above(below),
+            ],
+            axis=1,
+        )
+    infinite = ~np.isfinite(thresholds)
+    values[infinite] = [float(np.finfo(np.float32).max), 0.0, np.nan, np.nan, np.nan]
+    return values
 
 
 def _split_rows(
     trees: list[Any], base: NDArray[Any], rng: np.random.Generator, nan: bool
 ) -> NDArray[Any]:
-    splits = [(t, int(n)) for t, tree in enumerate(trees) for n in _internal(tree)]
+    nodes = _Nodes.of(trees)
+    splits = np.flatnonzero(nodes.left != -1)  # tree after tree, in node order
     per_split = 6 if nan else 5
     budget = max(per_split, min(MAX_SPLIT_ROWS, MAX_SPLIT_CELLS // base.size))
-    if len(splits) * per_split > budget:
-        keep = rng.choice(len(splits), budget // per_split, replace=False)
-        splits = [splits[i] for i in sorted(keep)]
-    parents: dict[int, NDArray[np.int64]] = {}
-    rows = []
-    for t, node in splits:
-        tree = trees[t]
-        if t not in parents:
-            parents[t] = _parents(tree)
-        row = _path_row(tree, parents[t], node, base)
-        if row is None:  # unreachable for float32 inputs
-            continue
-        feature = int(tree.feature[node])
-        values = _split_values(float(tree.threshold[node])) + ([np.nan] if nan else [])
-        for value in values:
-            changed = row.copy()
-            changed[feature] = value
-            rows.append(changed)
-    return np.array(rows).reshape(-1, base.size)
-
-
-def _internal(tree: Any) -> NDArray[np.int64]:
-    return np.flatnonzero(tree.children_left != -1)
+    if splits.size * per_split > budget:
+        keep = rng.choice(splits.size, budget // per_split, replace=False)
+        splits = splits[np.sort(keep)]
+    rows, reachable = _path_rows(nodes, splits, base)  # unreachable for float32 inputs: none
+    rows, splits = rows[reachable], splits[reachable]
+    thresholds = nodes.threshold[splits]
+    values = _split_values(thresholds)
+    used = np.ones(values.shape, dtype=bool)
+    used[~np.isfinite(thresholds), 2:] = False
+    if nan:
+        values = np.hstack([values, np.full((splits.size, 1), np.nan)])
+        used = np.hstack([used, np.ones((splits.size, 1), dtype=bool)])
+    changed = np.repeat(rows[:, None, :], values.shape[1], axis=1)  # (split, value, feature)
+    split_index = np.arange(splits.size)[:, None]
+    value_index = np.arange(values.shape[1])[None, :]
+    changed[split_index, value_index, nodes.feature[splits][:, None]] = values
+    return changed[used].reshape(-1, base.size)
 
 
 def _with_nan(rows: NDArray[Any], rng: np.random.Generator) -> NDArray[Any]:
@@ -320,14 +357,15 @@ def _mismatches(expected: Any, got: Any) -> NDArray[np.bool_] | str:
 
 
 def _compare(model: Any, served: OnnxModel, X: NDArray[Any], schema: ModelSchema) -> str | None:
-    mismatched = _mismatches(model.predict(X), served.predict(X))
+    predicted, probabilities = served.run(X)  # one session run, as serving answers
+    mismatched = _mismatches(model.predict(X), predicted)
     if isinstance(mismatched, str):
         return f"ONNX predictions came out as {mismatched}"
     what = "labels" if served.is_classifier else "values"
     counts = {what: int(mismatched.sum())}
     if schema.probabilities:
-        expected, got = model.predict_proba(X), served.predict_proba(X)
-        if expected.shape != got.shape:
+        expected, got = model.predict_proba(X), probabilities
+        if got is None or expected.shape != got.shape:
             return "ONNX probabilities have another shape than scikit-learn's"
         far = np.abs(expected - got) > PROBABILITY_TOLERANCE
         far |= np.isnan(expected) != np.isnan(got)

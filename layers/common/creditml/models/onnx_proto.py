@@ -5,7 +5,8 @@ The writer emits exactly what creditml's converters need: a ModelProto (ir_versi
 opsets {"": 21, "ai.onnx.ml": 5}) holding one graph of nodes with attributes, initializers
 as `raw_data`, typed inputs/outputs with a symbolic batch dimension, and metadata_props.
 Repeated scalars are written packed (every protobuf parser must accept packed and unpacked
-encodings alike).
+encodings alike), a whole array at a time: varints by numpy, floats by `tobytes`, so a graph of
+a million tree nodes is written in a fraction of a second.
 
 The reader (`graph_facts`) walks the wire format of any ModelProto, trusted or not, and
 reports what the serving side refuses: operator domains and opset imports, tensors whose
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 IR_VERSION = 10
 OPSETS: dict[str, int] = {"": 21, "ai.onnx.ml": 5}
@@ -81,12 +83,43 @@ def _str(number: int, value: str) -> bytes:
     return _bytes(number, value.encode())
 
 
-def _packed_ints(number: int, values: Sequence[int]) -> bytes:
-    return _bytes(number, b"".join(_varint(int(v)) for v in values))
+def varints(values: NDArray[Any]) -> bytes:
+    """The varints of an integer array, concatenated: what `_varint` writes for each value
+    (int64 negatives as ten-byte two's complement), computed for the whole array at once."""
+    wide = np.ascontiguousarray(values).astype(np.int64, copy=False).ravel()
+    if wide.size == 0:
+        return b""
+    rest = wide.view(np.uint64) >> np.uint64(7)
+    lengths = np.ones(wide.size, dtype=np.int64)
+    while rest.any():  # at most nine rounds: one per further 7 bits
+        lengths += rest != 0
+        rest >>= np.uint64(7)
+    width = int(lengths.max())
+    shifted = wide.view(np.uint64).copy()
+    out = np.empty((wide.size, width), dtype=np.uint8)
+    for k in range(width):
+        more = (lengths > k + 1).astype(np.uint8) << np.uint8(7)  # continuation bit
+        out[:, k] = (shifted & np.uint64(0x7F)).astype(np.uint8) | more
+        shifted >>= np.uint64(7)
+    return out[np.arange(width) < lengths[:, None]].tobytes()
+
+
+def _packed_ints(number: int, values: Sequence[int] | NDArray[Any]) -> bytes:
+    if not isinstance(values, np.ndarray):
+        try:
+            values = np.array([int(v) for v in values], dtype=np.int64)
+        except OverflowError:  # beyond int64: written modulo 2**64, one at a time
+            return _bytes(number, b"".join(_varint(int(v)) for v in values))
+    return _bytes(number, varints(values))
 
 
 def _packed_floats(number: int, values: Sequence[float]) -> bytes:
-    return _bytes(number, struct.pack(f"<{len(values)}f", *values))
+    wide = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        narrow = wide.astype("<f4")
+    if (np.isinf(narrow) & np.isfinite(wide)).any():  # as struct.pack("f") refuses
+        raise OverflowError("float too large to pack with f format")
+    return _bytes(number, narrow.tobytes())
 
 
 # ---------------------------------------------------------------- ONNX messages
@@ -102,8 +135,21 @@ def tensor(name: str, array: Any) -> bytes:
     )
 
 
+class Ints:
+    """A list-of-ints attribute (AttributeProto.ints) held as a numpy integer array: written
+    exactly as the same values in a list, without a Python object per value. (A bare numpy
+    array as an attribute is a tensor.)"""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: NDArray[Any]) -> None:
+        self.values = values
+
+
 def _attribute(name: str, value: Any) -> bytes:
     head = _str(1, name)
+    if isinstance(value, Ints):
+        return head + _packed_ints(8, value.values) + _int(20, _ATTR_INTS)
     if isinstance(value, np.ndarray):
         return head + _bytes(5, tensor("", value)) + _int(20, _ATTR_TENSOR)
     if isinstance(value, bool | int | np.integer):
@@ -128,7 +174,7 @@ def _list_attribute(name: str, values: list[Any]) -> bytes:
 @dataclass(frozen=True)
 class Node:
     """One NodeProto: `attributes` maps names to int, float, str, numpy array (a tensor),
-    or lists of ints, floats or strs."""
+    Ints (a numpy array written as a list of ints), or lists of ints, floats or strs."""
 
     op_type: str
     inputs: Sequence[str]
