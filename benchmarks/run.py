@@ -42,6 +42,7 @@ What the functions under test print (JSON logs; Powertools' EMF lines, which it 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import statistics
@@ -355,6 +356,9 @@ def _against_stack(state: dict[str, Any], state_file: Path, runs: int) -> dict[s
         "model_load_median_s": big["load_s"],
         "model_load_ratio": big["load_s"] / big["joblib_s"],
         "model_load_ratio_1mb": ratios["small"]["load_s"] / ratios["small"]["joblib_s"],
+        "model_load_over_runtime_floor": big["load_s"] / big["floor_s"],
+        "model_load_over_runtime_floor_1mb": ratios["small"]["load_s"] / ratios["small"]["floor_s"],
+        "model_load_runtime_floor_s": big["floor_s"],
     }
 
 
@@ -389,7 +393,15 @@ def _load_ratio(owner_id: str, model_file: bytes) -> dict[str, Any]:
     unsealed = time.perf_counter()
     OnnxModel.load(plaintext) if artifact == ONNX_GRAPH else load_model(plaintext)
     done = time.perf_counter()
+    # The runtime's own floor for the same model: a session (or a plain joblib.load) from
+    # plaintext already in memory; what the product adds on top is fetch and decrypt.
+    floor = []
+    for _ in range(3):
+        began = time.perf_counter()
+        OnnxModel.load(plaintext) if artifact == ONNX_GRAPH else joblib.load(io.BytesIO(plaintext))
+        floor.append(time.perf_counter() - began)
     return {
+        "floor_s": statistics.median(floor),
         "bytes": len(model_file),
         "runtime": "onnx" if artifact == ONNX_GRAPH else "sklearn",
         "joblib_s": statistics.median(plain),
@@ -473,6 +485,13 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool], str]] = [
         "x",
         lambda v: v <= 1.5,
         "<= 1.5",
+    ),
+    (
+        "  same / the session alone (product's own cost)",
+        "model_load_over_runtime_floor",
+        "x",
+        lambda v: True,
+        "report",
     ),
     ("1,000-row per-row time / 1-row time", "per_row_ratio", "x", lambda v: v <= 0.02, "<= 0.02"),
     (

@@ -103,9 +103,7 @@ def test_data_key_and_big_part_alone_reveal_nothing(artifact: str) -> None:
     plaintext = _model_bytes(200_000)
     assert plaintext.count(MARKER) > 10
     sealed = seal(plaintext, MODEL_ID, 1, data_keys(), 3, artifact)
-    data_key = data_keys().unwrap(
-        sealed.wrapped_key, encryption_context(MODEL_ID, 1, artifact)
-    )
+    data_key = data_keys().unwrap(sealed.wrapped_key, encryption_context(MODEL_ID, 1, artifact))
 
     # Without the small part (zeros in its place) the marker never shows...
     assert MARKER not in _attack(sealed, data_key, bytes(len(sealed.small)))

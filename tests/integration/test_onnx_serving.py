@@ -379,3 +379,45 @@ def test_the_owner_model_file_is_what_a_download_would_read(api: Api) -> None:
     assert stored.big_key == _parts_item(model_id)["big_key"]["S"]
     assert unseal(sealed, model_id, 1, data_keys()) == data
     assert joblib.load(io.BytesIO(unseal(sealed, model_id, 1, data_keys()))).n_estimators == 15
+
+
+def test_the_largest_small_parts_still_fit_one_dynamodb_item(api: Api) -> None:
+    # SMALL_SIZE_KB may be 350: the model's small part takes it all, and its graph's small
+    # part must still fit the same 400 KB item (found in review: the commit failed and the
+    # version was rejected for a model of about 4 MB).
+    from functools import partial
+
+    from creditml.composition.models import model_repository, uploads
+    from creditml.models.registration import Registrar
+    from creditml.models.vetting import VettingLimits, vet_for_serving
+
+    settings = get_settings()
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(20_000, 8))
+    model = _fitted(
+        lambda: RandomForestClassifier(n_estimators=6, random_state=0).fit(
+            features, rng.integers(0, 2, size=20_000)
+        )
+    )
+    data = model_file(model)
+    assert len(data) > 2 * 1024 * 1024
+    publisher = register_and_login(api, "big@example.com", role=Role.PUBLISHER)
+    model_id = create_model(api, publisher["access"])[1]["model_id"]
+    key = upload_key(model_id, 1)
+    Uploads(settings.uploads_bucket).put(key, data, bind_upload(model_id, 1))
+    registrar = Registrar(
+        models=model_repository(),
+        parts=model_parts(),
+        uploads=uploads(),
+        keys=data_keys(),
+        vet=partial(vet_for_serving, limits=VettingLimits.from_settings(settings)),
+        small_size_kb=350,
+        max_bytes=settings.max_model_bytes,
+    )
+    assert str(registrar.register(key).outcome) == "ready"
+    item = _parts_item(model_id)
+    assert len(item["small"]["B"]) == 350 * 1024
+    assert len(item["onnx_small"]["B"]) == 1024  # what is left of the budget: 1 KB
+    artifact, sealed = model_parts().fetch_serving(model_id, 1)
+    served = OnnxModel.load(unseal(sealed, model_id, 1, data_keys(), artifact))
+    assert served.predict(features[:50]).tolist() == model.predict(features[:50]).tolist()

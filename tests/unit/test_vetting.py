@@ -9,6 +9,7 @@ import io
 import os
 import pickle
 import subprocess
+import sys
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -272,3 +273,70 @@ def test_the_child_gets_the_import_path_and_no_credentials(monkeypatch: pytest.M
     package_root = str(Path(creditml.__file__).parent.parent)
     assert package_root in environment["PYTHONPATH"].split(os.pathsep)
     assert environment["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_a_worker_cannot_make_the_zygote_hold_more_than_the_output_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker's output stream is kept up to STDOUT_LIMIT and the rest dropped while it is
+    # still read (the worker is never blocked on a full pipe, the zygote never buffers it).
+    import time
+
+    from creditml.models import sandbox
+
+    monkeypatch.setattr(sandbox, "STDOUT_LIMIT", 100_000)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    # A writer of 2 MB in a process of its own, as a worker is.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stdout.buffer.write(b'stage start\\n' + b'x' * 2_000_000)",
+        ],
+        stdout=out_write,
+        stderr=err_write,
+    )
+    os.close(out_write)
+    os.close(err_write)
+    out, err, finished = sandbox._collect(out_read, err_read, time.monotonic() + 30)
+    writer.wait(timeout=30)
+    assert finished
+    assert err == b""
+    assert out.startswith(b"stage start\n")
+    assert 100_000 <= len(out) < 100_000 + 65_536
+
+
+def _runtime_line(graph: bytes) -> bytes:
+    import base64
+    import json
+
+    answer = {"runtime": "onnx", "graph": base64.b64encode(graph).decode()}
+    return (
+        b'stage start\nresult {"schema": {}}\nstage convert\nruntime ' + json.dumps(answer).encode()
+    )
+
+
+def test_the_parent_checks_the_graph_the_checking_process_hands_back() -> None:
+    # The checking process held an untrusted object: its graph is data to verify. One our
+    # converter made passes; a truncated line, garbage, or a graph with an operator the
+    # converter never emits becomes scikit-learn, never a stored graph.
+    from creditml.models.onnx_convert import to_onnx
+    from creditml.models.records import CONVERSION_FAILED, Runtime
+    from creditml.models.vetting import VettingLimits, _serving
+
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(np.eye(4), [0, 1, 0, 1])
+    schema = inspect_model(model)
+    limits = VettingLimits()
+    graph = to_onnx(model)
+    assert _serving(schema, _runtime_line(graph), limits).runtime is Runtime.ONNX
+
+    foreign = graph.replace(b"TreeEnsemble", b"TreeEnsembl3")
+    assert foreign != graph
+    for stdout in (_runtime_line(graph)[:-20], _runtime_line(b"garbage"), _runtime_line(foreign)):
+        vetted = _serving(schema, stdout, limits)
+        assert (vetted.runtime, vetted.runtime_reason, vetted.graph) == (
+            Runtime.SKLEARN,
+            CONVERSION_FAILED,
+            None,
+        )

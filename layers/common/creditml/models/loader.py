@@ -13,10 +13,13 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from creditml.models.crypto import ONNX_GRAPH, DataKeys, SealedModel, unseal
+from creditml.observability import logger
 
 
 class PartSource(Protocol):
     def fetch_serving(self, model_id: str, version: int) -> tuple[str, SealedModel]: ...
+
+    def fetch(self, model_id: str, version: int) -> SealedModel: ...
 
 
 class ModelCache:
@@ -76,18 +79,31 @@ class ModelLoader:
             return cached, True
         artifact, sealed = self._parts.fetch_serving(model_id, version)
         plaintext = unseal(sealed, model_id, version, self._keys, artifact)
-        model, size = (
-            _open_graph(plaintext)
-            if artifact == ONNX_GRAPH
-            else _load_file(plaintext, self._max_memory_bytes)
-        )
+        if artifact == ONNX_GRAPH:
+            try:
+                model, size = _open_graph(plaintext, self._max_memory_bytes)
+            except Exception:  # noqa: BLE001 - the model file is stored too: serve it
+                # A graph this ONNX Runtime refuses (or that outgrew the memory limit) must
+                # not turn every request into a 500: scikit-learn serves the version.
+                logger().exception(
+                    "A stored ONNX graph did not open; loading the model file",
+                    extra={"model_id": model_id, "version": version},
+                )
+                plaintext = unseal(
+                    self._parts.fetch(model_id, version), model_id, version, self._keys
+                )
+                model, size = _load_file(plaintext, self._max_memory_bytes)
+        else:
+            model, size = _load_file(plaintext, self._max_memory_bytes)
         self.cache.put((model_id, version), model, size)
         return model, False
 
 
-def _open_graph(graph: bytes) -> tuple[Any, int]:
-    from creditml.models.onnx_runtime import OnnxModel
+def _open_graph(graph: bytes, max_memory_bytes: int | None) -> tuple[Any, int]:
+    from creditml.models.onnx_runtime import OnnxModel, estimate_nbytes
 
+    if max_memory_bytes is not None and estimate_nbytes(len(graph)) > max_memory_bytes:
+        raise MemoryError(f"a {len(graph)}-byte graph's session exceeds the model memory limit")
     session = OnnxModel.load(graph)
     return session, session.nbytes
 

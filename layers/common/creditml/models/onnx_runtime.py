@@ -4,9 +4,10 @@ This module imports numpy, onnxruntime and creditml's own pure-Python modules, n
 scikit-learn or scipy (a subprocess test checks sys.modules), so ONNX-served versions cold
 start without the scikit-learn stack.
 
-Before a session exists, the graph's wire format is checked (`check_graph`): operators only
-from the "" and "ai.onnx.ml" domains, no external data, no local functions, no subgraphs,
-even though the graphs are our own. Sessions run single-threaded and sequentially: ORT's
+Before a session exists, the graph's wire format is checked (`check_graph`, in onnx_proto):
+only what creditml's converter writes (its operators and attributes in the "" and
+"ai.onnx.ml" domains; no external data, sparse tensors, local functions or subgraphs), even
+though the graphs are our own. Sessions run single-threaded and sequentially: ORT's
 TreeEnsemble sums trees in a different order with several intra-op threads, which changes
 the last bits of regressions (measured, see docs/DECISIONS.md). InferenceSession.run is
 thread-safe, so one OnnxModel serves concurrent requests.
@@ -21,48 +22,31 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
-from creditml.models.onnx_proto import MalformedGraph, graph_facts
+from creditml.models.onnx_proto import (
+    ALLOWED_DOMAINS,
+    SESSION_BYTES_PER_GRAPH_BYTE,
+    SESSION_OVERHEAD_BYTES,
+    GraphRefused,
+    check_graph,
+    estimate_nbytes,
+)
 
-ALLOWED_DOMAINS = frozenset({"", "ai.onnx.ml"})
+__all__ = [
+    "ALLOWED_DOMAINS",
+    "SESSION_BYTES_PER_GRAPH_BYTE",
+    "SESSION_OVERHEAD_BYTES",
+    "GraphRefused",
+    "OnnxModel",
+    "check_graph",
+    "estimate_nbytes",
+    "session_options",
+]
+
 _INPUT = "X"
 _LABEL = "label"
 _PROBABILITIES = "probabilities"
 _VALUE = "value"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-# Memory a session holds (the model cache counts it). Measured on TreeEnsemble graphs of
-# 7 KB-3.6 MB, RSS growth per session over 5-20 sessions in a fresh process after a warm-up
-# session (benchmarks/onnx_serving.py): 172 KB for 7 KB, 545 KB for 65 KB, 4.4 MB for
-# 0.73 MB, 18.8 MB for 3.6 MB; overhead + 6 bytes per graph byte bounds all of them.
-SESSION_BYTES_PER_GRAPH_BYTE = 6
-SESSION_OVERHEAD_BYTES = 160 * 1024
-
-
-class GraphRefused(Exception):
-    """The graph uses something serving does not allow; `reason` says what."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def check_graph(data: bytes) -> dict[str, str]:
-    """GraphRefused unless `data` is a ModelProto using only the "" and "ai.onnx.ml"
-    domains, with no external data, local functions or subgraphs. Returns its metadata."""
-    try:
-        facts = graph_facts(data)
-    except MalformedGraph as exc:
-        raise GraphRefused(f"the graph does not parse ({exc})") from exc
-    foreign = (set(facts.opsets) | facts.node_domains) - ALLOWED_DOMAINS
-    if foreign:
-        raise GraphRefused(f"the graph uses operator domains {sorted(foreign)}")
-    if facts.external_data:
-        raise GraphRefused("the graph refers to external data")
-    if facts.functions:
-        raise GraphRefused("the graph defines local functions")
-    if facts.subgraphs:
-        raise GraphRefused("the graph holds subgraphs")
-    return facts.metadata
 
 
 def session_options() -> ort.SessionOptions:
@@ -102,9 +86,10 @@ class OnnxModel:
         self.nbytes = nbytes
 
     @classmethod
-    def load(cls, graph: bytes) -> OnnxModel:
-        """check_graph, then an InferenceSession from the bytes (never from a path)."""
-        metadata = check_graph(graph)
+    def load(cls, graph: bytes, max_bytes: int | None = None) -> OnnxModel:
+        """check_graph (GraphRefused beyond `max_bytes` or for anything creditml does not
+        write), then an InferenceSession from the bytes (never from a path)."""
+        metadata = check_graph(graph, max_bytes)
         if "creditml.n_features" not in metadata or "creditml.kind" not in metadata:
             raise GraphRefused("the graph was not made by creditml's converter")
         session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
@@ -162,8 +147,3 @@ class OnnxModel:
         X = self._checked(rows)
         (probabilities,) = self._session.run([_PROBABILITIES], {_INPUT: X})
         return np.asarray(probabilities, dtype=np.float64)
-
-
-def estimate_nbytes(graph_size: int) -> int:
-    """Memory a session over a graph of `graph_size` bytes holds (see the constants)."""
-    return SESSION_OVERHEAD_BYTES + SESSION_BYTES_PER_GRAPH_BYTE * graph_size

@@ -22,6 +22,20 @@ from creditml.models.schema import ModelSchema
 from creditml.models.service import parse_upload_key, upload_key, upload_token_matches
 from creditml.observability import logger
 
+# Both small parts (the model's and its graph's) live on one parts item, and DynamoDB caps an
+# item at 400 KB. The model's small part follows SMALL_SIZE_KB (at most 350, the template's
+# bound); the graph's follows the same rule within what is left of this budget, and at
+# least 1 KB (the all-or-nothing transform needs every byte of a package: any small part
+# that is missing keeps the whole graph unreadable).
+SMALL_PARTS_KB = 350
+
+
+def graph_small_size_kb(model_small_bytes: int, small_size_kb: int) -> int:
+    """SMALL_SIZE_KB for a version's graph, given the size of its model's small part."""
+    left = SMALL_PARTS_KB - -(-model_small_bytes // 1024)
+    return max(1, min(small_size_kb, left))
+
+
 # What a version is told when registration kept failing for reasons of ours: nothing about
 # the cause (that is in the logs).
 FAILED_REASON = "the file could not be registered; upload it again as a new version"
@@ -49,6 +63,8 @@ class PartStore(Protocol):
     ) -> str: ...
 
     def delete_big(self, key: str) -> None: ...
+
+    def committed_big_key(self, model_id: str, version: int) -> str | None: ...
 
     def commit_ready(
         self,
@@ -188,16 +204,27 @@ class Registrar:
         serving = ServingChoice(vetted.runtime, vetted.runtime_reason)
         if vetted.graph is not None:
             graph = seal(
-                vetted.graph, model_id, version, self._keys, self._small_size_kb, ONNX_GRAPH
+                vetted.graph,
+                model_id,
+                version,
+                self._keys,
+                graph_small_size_kb(len(sealed.small), self._small_size_kb),
+                ONNX_GRAPH,
             )
             big_keys.append(self._parts.put_big(model_id, version, graph, ONNX_GRAPH))
             serving = ServingChoice(vetted.runtime, vetted.runtime_reason, (graph, big_keys[1]))
-        stored = self._parts.commit_ready(
-            model_id, version, sealed, big_keys[0], schema, len(data), serving
-        )
+        try:
+            stored = self._parts.commit_ready(
+                model_id, version, sealed, big_keys[0], schema, len(data), serving
+            )
+        except Exception:
+            # The big parts are ours to drop only if the commit surely did not happen (a
+            # timeout may hide one that did): the stored item says which.
+            if self._parts.committed_big_key(model_id, version) != big_keys[0]:
+                self._delete_big(big_keys)
+            raise
         if not stored:  # another delivery won the race: drop our copies of the big parts
-            for big_key in big_keys:
-                self._parts.delete_big(big_key)
+            self._delete_big(big_keys)
             return Registration(key, Outcome.ALREADY_DONE)
         self._uploads.delete(key)
         logger().info(
@@ -212,6 +239,10 @@ class Registrar:
             },
         )
         return Registration(key, Outcome.READY)
+
+    def _delete_big(self, big_keys: list[str]) -> None:
+        for big_key in big_keys:
+            self._parts.delete_big(big_key)
 
     def _reject(self, key: str, model_id: str, version: int, reason: str) -> Registration:
         self._models.reject(model_id, version, reason)

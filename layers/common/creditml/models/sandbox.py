@@ -75,13 +75,14 @@ def _checked(data: bytes, max_memory_bytes: int, report: Any) -> tuple[Any, Mode
     return model, schema
 
 
-def serving_runtime(model: Any, schema: ModelSchema) -> dict[str, Any]:
-    """What will serve an accepted model: its exact ONNX graph (base64) when it converts
-    and passes the exactness gate, else scikit-learn with the reason. Never rejects it."""
+def serving_runtime(model: Any, schema: ModelSchema, max_memory_bytes: int) -> dict[str, Any]:
+    """What will serve an accepted model: its exact ONNX graph (base64) when it converts,
+    its session fits the memory a model may use, and it passes the exactness gate; else
+    scikit-learn with the reason. Never rejects it."""
     from creditml.models.onnx_gate import decide_runtime
 
     try:
-        decision = decide_runtime(model, schema)
+        decision = decide_runtime(model, schema, max_session_bytes=max_memory_bytes)
     except Exception:  # noqa: BLE001 - a failure of ours: the model is served as it is
         traceback.print_exc()
         return {"runtime": "sklearn", "reason": CONVERSION_FAILED}
@@ -165,7 +166,7 @@ def _report(data: bytes, max_memory_bytes: int, convert: bool) -> None:
     _emit("result " + json.dumps(outcome))
     if convert and model is not None:
         _emit("stage convert")
-        _emit("runtime " + json.dumps(serving_runtime(model, schema)))
+        _emit("runtime " + json.dumps(serving_runtime(model, schema, max_memory_bytes)))
 
 
 def main(argv: list[str]) -> int:
@@ -188,6 +189,11 @@ ZYGOTE_ARGUMENT = "zygote"
 CONVERT_ARGUMENT = "convert"  # the one-shot child's 4th argument: also decide the runtime
 # What is kept of a worker's error stream (the end holds the exception).
 _STDERR_TAIL = 64 * 1024
+# What is kept of a worker's output stream: its stage lines, its result and a graph in
+# base64 (a graph's session may take at most the model's memory, about 28 bytes per graph
+# byte: for the default 512 MB, an 18 MB graph). The rest is dropped, never buffered: a worker
+# cannot make the zygote, or the registering function, hold more.
+STDOUT_LIMIT = 128 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -322,6 +328,8 @@ def _collect(out_read: int, err_read: int, deadline: float) -> tuple[bytes, byte
                 received[key.fd] += chunk
             if len(received[err_read]) > 2 * _STDERR_TAIL:
                 del received[err_read][:-_STDERR_TAIL]
+            if len(received[out_read]) > STDOUT_LIMIT:
+                del received[out_read][STDOUT_LIMIT:]
         finished = not selector.get_map()
     for pipe in received:
         os.close(pipe)

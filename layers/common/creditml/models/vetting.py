@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from creditml.models.errors import ModelRejected
+from creditml.models.onnx_proto import GraphRefused, check_graph, max_graph_bytes
 from creditml.models.records import CONVERSION_FAILED, Runtime, Vetted
 from creditml.models.sandbox import CONVERT_ARGUMENT
 from creditml.models.schema import ModelSchema
@@ -103,7 +104,7 @@ def _vet(data: bytes, limits: VettingLimits, convert: bool) -> Vetted:
     run = check_in_child(data, limits, convert)
     accepted = _accepted(run.child.stdout)
     if accepted is not None and _stages(run.child.stdout)[-1:] == ["convert"]:
-        return _serving(accepted, run.child.stdout)  # the model passed; converting did not
+        return _serving(accepted, run.child.stdout, limits)  # the model passed its checks
     if run.timed_out:
         raise ModelRejected(
             f"checking the model took longer than {limits.trial_wall_seconds:g} s "
@@ -122,16 +123,29 @@ def _accepted(stdout: bytes | None) -> ModelSchema | None:
     return None
 
 
-def _serving(schema: ModelSchema, stdout: bytes | None) -> Vetted:
+def _serving(schema: ModelSchema, stdout: bytes | None, limits: VettingLimits) -> Vetted:
     """The accepted model with what will serve it: the `runtime` line, or scikit-learn when
-    the process ended (crashed, out of time or CPU) before writing it."""
+    the process ended (crashed, out of time or CPU) before writing it whole. The graph is
+    checked here again: the checking process held an untrusted object, so what it says is
+    data to verify, never to trust (creditml.models.onnx_proto.check_graph: only what our
+    converter emits, within the size whose session fits the model's memory)."""
     for line in (stdout or b"").decode(errors="replace").splitlines():
-        if line.startswith("runtime "):
+        if not line.startswith("runtime "):
+            continue
+        try:
             decided = json.loads(line.removeprefix("runtime "))
-            if decided.get("runtime") == Runtime.ONNX and decided.get("graph"):
-                return Vetted(schema, Runtime.ONNX, None, base64.b64decode(decided["graph"]))
-            return Vetted(schema, Runtime.SKLEARN, str(decided.get("reason") or CONVERSION_FAILED))
-    logger().warning("The model checker ended while converting a model to ONNX")
+            if decided.get("runtime") != Runtime.ONNX:
+                return Vetted(
+                    schema, Runtime.SKLEARN, str(decided.get("reason") or CONVERSION_FAILED)
+                )
+            graph = base64.b64decode(decided["graph"], validate=True)
+            check_graph(graph, max_bytes=max_graph_bytes(limits.max_memory_bytes))
+        except (ValueError, KeyError, TypeError, AttributeError, GraphRefused) as exc:
+            logger().warning("Refused the checker's ONNX graph", extra={"reason": str(exc)})
+            break
+        return Vetted(schema, Runtime.ONNX, None, graph)
+    else:
+        logger().warning("The model checker ended while converting a model to ONNX")
     return Vetted(schema, Runtime.SKLEARN, CONVERSION_FAILED)
 
 

@@ -85,6 +85,14 @@ class ModelParts:
     def delete_big(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
 
+    def committed_big_key(self, model_id: str, version: int) -> str | None:
+        """The big part's key the stored parts of a version name (None: none stored)."""
+        try:
+            item = self._item.get(model_id, version, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return str(item.big_key)
+
     def commit_ready(
         self,
         model_id: str,
