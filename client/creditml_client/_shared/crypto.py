@@ -12,6 +12,10 @@ Recovering K needs the hash of *every* byte of `inner`, so someone holding the d
 one part (or all but one byte) learns nothing about the model. GCM authenticates the whole:
 a flipped bit in either part fails. The data key is wrapped by KMS with the encryption
 context {model_id, version}, so a part moved to another model cannot be opened.
+
+A version served by ONNX has a second sealed artifact, its graph: sealed the same way under a
+data key of its own, whose encryption context adds {artifact: onnx} and whose associated data
+names the artifact, so a graph's parts can never be opened as the model's or the reverse.
 """
 
 from __future__ import annotations
@@ -58,8 +62,15 @@ class SealedModel:
         return len(self.small) + len(self.big)
 
 
-def encryption_context(model_id: str, version: int) -> dict[str, str]:
-    return {"model_id": model_id, "version": str(version)}
+MODEL = "model"  # the owner's model file (what downloads return)
+ONNX_GRAPH = "onnx"  # the exact ONNX graph registration made of it
+
+
+def encryption_context(model_id: str, version: int, artifact: str = MODEL) -> dict[str, str]:
+    context = {"model_id": model_id, "version": str(version)}
+    if artifact != MODEL:  # the model's context is what versions were always sealed under
+        context["artifact"] = artifact
+    return context
 
 
 def small_part_size(sealed_size: int, small_size_kb: int) -> int:
@@ -67,8 +78,8 @@ def small_part_size(sealed_size: int, small_size_kb: int) -> int:
     return min(small_size_kb * 1024, sealed_size // 5)
 
 
-def _aad(model_id: str, version: int, digest: str) -> bytes:
-    return f"creditml-model|{model_id}|{version}|{digest}".encode()
+def _aad(model_id: str, version: int, digest: str, artifact: str = MODEL) -> bytes:
+    return f"creditml-{artifact}|{model_id}|{version}|{digest}".encode()
 
 
 def _ctr(key: bytes, data: bytes | memoryview) -> bytes:
@@ -94,14 +105,20 @@ def undo_all_or_nothing(package: bytes | memoryview) -> bytes:
 
 
 def seal(
-    plaintext: bytes, model_id: str, version: int, keys: DataKeys, small_size_kb: int
+    plaintext: bytes,
+    model_id: str,
+    version: int,
+    keys: DataKeys,
+    small_size_kb: int,
+    artifact: str = MODEL,
 ) -> SealedModel:
-    """Encrypt a model file and split it into its small and big parts."""
+    """Encrypt a model file (or another `artifact` of the version) and split it into its
+    small and big parts."""
     digest = hashlib.sha256(plaintext).hexdigest()
-    data_key, wrapped = keys.generate(encryption_context(model_id, version))
+    data_key, wrapped = keys.generate(encryption_context(model_id, version, artifact))
     nonce = os.urandom(NONCE_BYTES)
     encrypted = AESGCM(data_key).encrypt(
-        nonce, all_or_nothing(plaintext), _aad(model_id, version, digest)
+        nonce, all_or_nothing(plaintext), _aad(model_id, version, digest, artifact)
     )
     # Tag first, so it lives in the small part: GHASH is linear in the ciphertext, so a
     # tag stored beside the big part would let whoever holds the data key and the big part
@@ -111,9 +128,12 @@ def seal(
     return SealedModel(sealed[:cut], sealed[cut:], nonce, wrapped, digest)
 
 
-def unseal(parts: SealedModel, model_id: str, version: int, keys: DataKeys) -> bytes:
-    """The model file from both parts; ModelIntegrityError if anything does not check out."""
-    data_key = keys.unwrap(parts.wrapped_key, encryption_context(model_id, version))
+def unseal(
+    parts: SealedModel, model_id: str, version: int, keys: DataKeys, artifact: str = MODEL
+) -> bytes:
+    """The model file (or the named `artifact`) from both parts; ModelIntegrityError if
+    anything does not check out."""
+    data_key = keys.unwrap(parts.wrapped_key, encryption_context(model_id, version, artifact))
     small, big = memoryview(parts.small), memoryview(parts.big)
     if len(small) + len(big) < TAG_BYTES + KEY_BYTES:
         raise ModelIntegrityError("model parts are truncated")
@@ -121,7 +141,7 @@ def unseal(parts: SealedModel, model_id: str, version: int, keys: DataKeys) -> b
     tag = bytes(small[:in_small]) + bytes(big[: TAG_BYTES - in_small])
     body = (small[in_small:], big[TAG_BYTES - in_small :])
     decryptor = Cipher(algorithms.AES(data_key), modes.GCM(parts.nonce, tag)).decryptor()
-    decryptor.authenticate_additional_data(_aad(model_id, version, parts.digest))
+    decryptor.authenticate_additional_data(_aad(model_id, version, parts.digest, artifact))
     # Streamed into one buffer: joining the parts first would copy the model once more.
     buffer = bytearray(len(body[0]) + len(body[1]) + 15)
     view = memoryview(buffer)
