@@ -5,7 +5,6 @@ a model may use), and the budget that keeps both small parts on one DynamoDB ite
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from typing import Any
 
@@ -19,19 +18,11 @@ from creditml.models.crypto import MODEL, ONNX_GRAPH, SealedModel, seal, small_p
 from creditml.models.loader import ModelCache, ModelLoader
 from creditml.models.onnx_convert import to_onnx
 from creditml.models.registration import SMALL_PARTS_KB, graph_small_size_kb
+from tests.models.keys import ClearKeys
 
 pytestmark = pytest.mark.unit
 
 X, Y = load_iris(return_X_y=True)
-
-
-class _ClearKeys:
-    def generate(self, context: dict[str, str]) -> tuple[bytes, bytes]:
-        key = os.urandom(32)
-        return key, key
-
-    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
-        return wrapped
 
 
 class _Parts:
@@ -39,8 +30,8 @@ class _Parts:
 
     def __init__(self, model_file: bytes, graph: bytes) -> None:
         self.sealed = {
-            MODEL: seal(model_file, "m", 1, _ClearKeys(), 3),
-            ONNX_GRAPH: seal(graph, "m", 1, _ClearKeys(), 3, ONNX_GRAPH),
+            MODEL: seal(model_file, "m", 1, ClearKeys(), 3),
+            ONNX_GRAPH: seal(graph, "m", 1, ClearKeys(), 3, ONNX_GRAPH),
         }
         self.fetched: list[str] = []
 
@@ -65,7 +56,7 @@ def _forest() -> tuple[Any, bytes]:
 def test_a_version_with_a_graph_is_served_by_onnx_runtime() -> None:
     model, data = _forest()
     parts = _Parts(data, to_onnx(model))
-    served, cached = ModelLoader(parts, _ClearKeys(), ModelCache(10**8)).load("m", 1)
+    served, cached = ModelLoader(parts, ClearKeys(), ModelCache(10**8)).load("m", 1)
     assert (type(served).__name__, cached, parts.fetched) == ("OnnxModel", False, [ONNX_GRAPH])
     assert served.predict(X).tolist() == model.predict(X).tolist()
 
@@ -78,7 +69,7 @@ def test_a_version_with_a_graph_is_served_by_onnx_runtime() -> None:
 def test_a_graph_that_does_not_open_falls_back_to_the_model_file(graph: bytes) -> None:
     model, data = _forest()
     parts = _Parts(data, graph)
-    loader = ModelLoader(parts, _ClearKeys(), ModelCache(10**8))
+    loader = ModelLoader(parts, ClearKeys(), ModelCache(10**8))
     served, cached = loader.load("m", 1)
     assert not cached
     assert parts.fetched == [ONNX_GRAPH, MODEL]
@@ -94,7 +85,7 @@ def test_a_graph_whose_session_would_outgrow_the_memory_limit_is_not_opened() ->
     graph = to_onnx(model)
     parts = _Parts(data, graph)
     # A limit the loaded forest fits but the graph's session (28 bytes per graph byte) not.
-    loader = ModelLoader(parts, _ClearKeys(), ModelCache(10**8), max_memory_bytes=len(graph) * 8)
+    loader = ModelLoader(parts, ClearKeys(), ModelCache(10**8), max_memory_bytes=len(graph) * 8)
     served, _ = loader.load("m", 1)
     assert type(served).__name__ == "RandomForestClassifier"
     assert parts.fetched == [ONNX_GRAPH, MODEL]

@@ -34,6 +34,7 @@ from creditml.models.trees import validate_trees
 from creditml.models.vetting import VettingFailed, VettingLimits, _verdict, child_environment
 from tests.models.corpus import CORPUS
 from tests.models.hostile import array_bomb, bytes_bomb, malformed_files
+from tests.models.keys import ClearKeys
 
 pytestmark = pytest.mark.unit
 
@@ -140,18 +141,9 @@ def test_footprint_counts_arrays_trees_and_shared_objects_once() -> None:
     assert model_nbytes(load_model(compressed)) > 3 * len(compressed)
 
 
-class _ClearKeys:
-    def generate(self, context: dict[str, str]) -> tuple[bytes, bytes]:
-        key = os.urandom(32)
-        return key, key
-
-    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
-        return wrapped
-
-
 class _Parts:
     def __init__(self, files: dict[tuple[str, int], bytes]) -> None:
-        self._sealed = {key: seal(data, *key, _ClearKeys(), 3) for key, data in files.items()}
+        self._sealed = {key: seal(data, *key, ClearKeys(), 3) for key, data in files.items()}
 
     def fetch_serving(self, model_id: str, version: int) -> Any:
         return MODEL, self._sealed[(model_id, version)]
@@ -166,7 +158,7 @@ def test_the_model_cache_counts_loaded_memory_not_file_size() -> None:
 
     files = {("a", 1): heavy(1), ("b", 1): heavy(2)}
     assert all(len(data) < MIB for data in files.values())
-    loader = ModelLoader(_Parts(files), _ClearKeys(), ModelCache(40 * MIB), LIMIT)
+    loader = ModelLoader(_Parts(files), ClearKeys(), ModelCache(40 * MIB), LIMIT)
     # When both are loaded
     loader.load("a", 1)
     assert loader.cache.used_bytes > 24 * MIB
@@ -178,9 +170,7 @@ def test_the_model_cache_counts_loaded_memory_not_file_size() -> None:
 
 
 def test_the_loader_refuses_a_bomb_at_predict_time_too() -> None:
-    loader = ModelLoader(
-        _Parts({("m", 1): array_bomb(2**30)}), _ClearKeys(), ModelCache(MIB), LIMIT
-    )
+    loader = ModelLoader(_Parts({("m", 1): array_bomb(2**30)}), ClearKeys(), ModelCache(MIB), LIMIT)
     with pytest.raises(ModelRejected, match="memory"):
         loader.load("m", 1)
 

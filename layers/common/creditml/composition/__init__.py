@@ -24,6 +24,7 @@ from functools import cache
 from typing import Protocol
 
 from creditml.settings import reset_settings
+from creditml.storage.tables import bind_table
 
 
 class _Cache(Protocol):
@@ -45,8 +46,10 @@ def component[T](factory: Callable[[], T]) -> Callable[[], T]:
 
 
 def forget_components() -> None:
-    """Drop every built service and the settings: the next use builds them anew from the
+    """Drop every built service, the settings and the table bindings (each holds its own
+    connection, to the endpoint of its time): the next use builds them anew from the
     environment, as a fresh container would."""
     for cached in _caches:
         cached.cache_clear()
+    bind_table.cache_clear()
     reset_settings()

@@ -90,7 +90,7 @@ def _inspect(model: Any) -> ModelSchema:
         feature_names=[str(name) for name in names] if names is not None else None,
         classes=[_json_scalar(label) for label in classes] if classes is not None else None,
         task=task,
-        estimator=_describe(model),
+        estimator=describe(model),
         probabilities=probabilities,
     )
 
@@ -100,9 +100,10 @@ def _json_scalar(value: Any) -> str | int | float | bool:
     return plain if isinstance(plain, str | int | float | bool) else str(plain)
 
 
-def _describe(model: Any) -> str:
+def describe(model: Any) -> str:
+    """The estimator as its owner knows it, e.g. Pipeline[StandardScaler, SVC]."""
     steps = getattr(model, "steps", None)
     if isinstance(steps, list):
-        inner = ", ".join(_describe(step) for _, step in steps if step not in (None, "passthrough"))
+        inner = ", ".join(describe(step) for _, step in steps if step not in (None, "passthrough"))
         return f"{type(model).__name__}[{inner}]"
     return type(model).__name__

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from creditml.models.inspection import describe
 from creditml.models.onnx_proto import DOUBLE, FLOAT, INT64, Ints, Node, ValueInfo, model_bytes
 
 ML = "ai.onnx.ml"
@@ -70,15 +71,6 @@ class NotConvertible(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def describe(model: Any) -> str:
-    """The estimator as its owner knows it, e.g. Pipeline[StandardScaler, SVC]."""
-    steps = getattr(model, "steps", None)
-    if isinstance(steps, list):
-        inner = ", ".join(describe(s) for _, s in steps if s not in (None, "passthrough"))
-        return f"{type(model).__name__}[{inner}]"
-    return type(model).__name__
 
 
 def to_onnx(model: Any) -> bytes:
