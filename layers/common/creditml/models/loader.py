@@ -100,11 +100,12 @@ class ModelLoader:
 
 
 def _open_graph(graph: bytes, max_memory_bytes: int | None) -> tuple[Any, int]:
-    from creditml.models.onnx_runtime import OnnxModel, estimate_nbytes
+    from creditml.models.onnx_proto import max_graph_bytes
+    from creditml.models.onnx_runtime import OnnxModel
 
-    if max_memory_bytes is not None and estimate_nbytes(len(graph)) > max_memory_bytes:
-        raise MemoryError(f"a {len(graph)}-byte graph's session exceeds the model memory limit")
-    session = OnnxModel.load(graph)
+    # Refused (GraphRefused) before any session when its session would outgrow the limit.
+    limit = None if max_memory_bytes is None else max_graph_bytes(max_memory_bytes)
+    session = OnnxModel.load(graph, max_bytes=limit)
     return session, session.nbytes
 
 
